@@ -1,0 +1,1 @@
+"""FlowTime engine and orchestration. Never imports watchdog, signals, python-daemon or the CLI."""

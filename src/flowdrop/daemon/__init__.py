@@ -1,0 +1,1 @@
+"""Everything about being a daemon: spool, watcher, workers, lifecycle, config, CLI."""
