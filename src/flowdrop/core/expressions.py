@@ -1,0 +1,417 @@
+"""The ``expr`` language: parser, dependency analysis, series-mode and bin-mode evaluation (§9.3).
+
+Series mode evaluates whole float64 arrays with numpy; bin mode (one bin at a time) is only used
+inside SHIFT feedback slices, where a recurrence forces it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from flowdrop.core import numerics as nx
+from flowdrop.core.numerics import FloatArray
+
+
+class ExpressionError(Exception):
+    """A parse or evaluation error; the message is FlowTime's."""
+
+
+@dataclass(frozen=True)
+class Num:
+    value: float
+
+
+@dataclass(frozen=True)
+class Ref:
+    name: str
+
+
+@dataclass(frozen=True)
+class Arr:
+    values: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class BinOp:
+    op: str
+    left: Expr
+    right: Expr
+
+
+@dataclass(frozen=True)
+class Call:
+    name: str
+    args: tuple[Expr, ...]
+
+
+Expr = Num | Ref | Arr | BinOp | Call
+
+
+class _Parser:
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.pos = 0
+
+    def error(self, message: str, pos: int | None = None) -> ExpressionError:
+        return ExpressionError(f"Parse error at position {self.pos if pos is None else pos}: {message}")
+
+    def skip(self) -> None:
+        while self.pos < len(self.text) and self.text[self.pos].isspace():
+            self.pos += 1
+
+    def peek(self) -> str:
+        self.skip()
+        return self.text[self.pos] if self.pos < len(self.text) else ""
+
+    def parse(self) -> Expr:
+        expr = self.expression()
+        if self.peek():
+            raise self.error(f"Unexpected character '{self.text[self.pos]}'")
+        return expr
+
+    def expression(self) -> Expr:
+        left = self.term()
+        while self.peek() in ("+", "-") and self.peek():
+            op = self.text[self.pos]
+            self.pos += 1
+            left = BinOp(op, left, self.term())
+        return left
+
+    def term(self) -> Expr:
+        left = self.factor()
+        while self.peek() in ("*", "/") and self.peek():
+            op = self.text[self.pos]
+            self.pos += 1
+            left = BinOp(op, left, self.factor())
+        return left
+
+    def factor(self) -> Expr:
+        ch = self.peek()
+        if ch == "(":
+            self.pos += 1
+            inner = self.expression()
+            if self.peek() != ")":
+                raise self.error("Expected ')'")
+            self.pos += 1
+            return inner
+        if ch == "[":
+            return self.array()
+        if ch.isdigit():
+            return Num(self.number())
+        if ch.isalpha() or ch == "_":
+            return self.identifier_or_call()
+        if not ch:
+            raise self.error("Unexpected end of expression")
+        raise self.error(f"Unexpected character '{ch}'")
+
+    def number(self) -> float:
+        start = self.pos
+        while self.pos < len(self.text) and self.text[self.pos].isdigit():
+            self.pos += 1
+        if self.pos < len(self.text) and self.text[self.pos] == ".":
+            self.pos += 1
+            if self.pos >= len(self.text) or not self.text[self.pos].isdigit():
+                raise self.error("Expected digit after decimal point")
+            while self.pos < len(self.text) and self.text[self.pos].isdigit():
+                self.pos += 1
+        literal = self.text[start : self.pos]
+        try:
+            return float(literal)
+        except ValueError:
+            raise self.error(f"Invalid number format: {literal}", start) from None
+
+    def array(self) -> Arr:
+        self.pos += 1
+        values: list[float] = []
+        if self.peek() == "]":
+            self.pos += 1
+            return Arr(())
+        while True:
+            if not self.peek().isdigit():
+                raise self.error("Expected ',' or ']'")
+            values.append(self.number())
+            ch = self.peek()
+            if ch == ",":
+                self.pos += 1
+            elif ch == "]":
+                self.pos += 1
+                return Arr(tuple(values))
+            else:
+                raise self.error("Expected ',' or ']'")
+
+    def identifier_or_call(self) -> Expr:
+        start = self.pos
+        while self.pos < len(self.text) and (
+            self.text[self.pos].isalnum() or self.text[self.pos] == "_"
+        ):
+            self.pos += 1
+        name = self.text[start : self.pos]
+        if self.peek() != "(":
+            return Ref(name)
+        self.pos += 1
+        args: list[Expr] = []
+        if self.peek() == ")":
+            self.pos += 1
+            return Call(name, ())
+        while True:
+            args.append(self.expression())
+            ch = self.peek()
+            if ch == ",":
+                self.pos += 1
+                if self.peek() == ")":
+                    raise self.error("Unexpected ',' before ')'")
+            elif ch == ")":
+                self.pos += 1
+                return Call(name, tuple(args))
+            else:
+                raise self.error("Expected ',' or ')'")
+
+
+def parse(text: str) -> Expr:
+    """Parse an expression; raises :class:`ExpressionError` with FlowTime's message."""
+    return _Parser(text).parse()
+
+
+def _literal_int(expr: Expr) -> int | None:
+    if isinstance(expr, Num) and expr.value.is_integer():
+        return int(expr.value)
+    return None
+
+
+def references(expr: Expr) -> tuple[list[str], set[str]]:
+    """(all identifiers in first-seen order, identifiers read only through SHIFT with lag >= 1)."""
+    same: list[str] = []
+    lagged: list[str] = []
+
+    def walk(node: Expr, in_lag: bool) -> None:
+        if isinstance(node, Ref):
+            (lagged if in_lag else same).append(node.name)
+        elif isinstance(node, BinOp):
+            walk(node.left, in_lag)
+            walk(node.right, in_lag)
+        elif isinstance(node, Call):
+            lag = _literal_int(node.args[1]) if len(node.args) == 2 else None
+            if node.name.upper() == "SHIFT" and lag is not None and lag >= 1:
+                walk(node.args[0], True)
+                for arg in node.args[1:]:
+                    walk(arg, in_lag)
+            else:
+                for arg in node.args:
+                    walk(arg, in_lag)
+
+    walk(expr, False)
+    ordered = list(dict.fromkeys(same + lagged))
+    return ordered, set(lagged) - set(same)
+
+
+def same_bin_inputs(expr: Expr) -> list[str]:
+    """Identifiers that must be evaluated before this expression (in first-seen order)."""
+    ordered, lagged = references(expr)
+    return [name for name in ordered if name not in lagged]
+
+
+def _shift_lag(node: Call) -> int:
+    if len(node.args) != 2:
+        raise ExpressionError("SHIFT function requires exactly 2 arguments: SHIFT(series, lag)")
+    lag_expr = node.args[1]
+    if not isinstance(lag_expr, Num):
+        raise ExpressionError("SHIFT lag parameter must be a literal integer")
+    if not lag_expr.value.is_integer() or lag_expr.value < 0:
+        raise ExpressionError("SHIFT lag parameter must be a non-negative integer")
+    return int(lag_expr.value)
+
+
+def _conv_kernel(node: Call) -> list[float]:
+    if len(node.args) != 2:
+        raise ExpressionError("CONV function requires exactly 2 arguments: CONV(series, kernel)")
+    kernel = node.args[1]
+    if isinstance(kernel, Arr):
+        return list(kernel.values)
+    if isinstance(kernel, Num):
+        return [kernel.value]
+    raise ExpressionError(
+        "CONV kernel argument must be an array literal (e.g., [0.0, 0.6, 0.3, 0.1])."
+    )
+
+
+_PULSE_USAGE = "PULSE requires 1-3 arguments: PULSE(period, [phaseOffset], [amplitude])"
+
+
+def _pulse_literals(node: Call) -> tuple[int, int]:
+    if not 1 <= len(node.args) <= 3:
+        raise ExpressionError(_PULSE_USAGE)
+    period_expr = node.args[0]
+    if not isinstance(period_expr, Num):
+        raise ExpressionError("PULSE period must be a literal")
+    if not period_expr.value.is_integer() or period_expr.value <= 0:
+        raise ExpressionError("PULSE period must be a positive integer")
+    phase = 0
+    if len(node.args) >= 2:
+        phase_expr = node.args[1]
+        if not isinstance(phase_expr, Num):
+            raise ExpressionError("PULSE phaseOffset must be a literal")
+        if not phase_expr.value.is_integer() or phase_expr.value < 0:
+            raise ExpressionError("PULSE phaseOffset must be a non-negative integer")
+        phase = int(phase_expr.value)
+    return int(period_expr.value), phase
+
+
+_ARITY = {
+    "MIN": (2, "MIN function requires exactly 2 arguments"),
+    "MAX": (2, "MAX function requires exactly 2 arguments"),
+    "CLAMP": (3, "CLAMP function requires exactly 3 arguments: CLAMP(value, min, max)"),
+    "MOD": (2, "MOD function requires exactly 2 arguments: MOD(value, divisor)"),
+    "FLOOR": (1, "FLOOR function requires exactly 1 argument"),
+    "CEIL": (1, "CEIL function requires exactly 1 argument"),
+    "ROUND": (1, "ROUND function requires exactly 1 argument"),
+    "STEP": (2, "STEP function requires 2 arguments: STEP(value, threshold)"),
+}
+
+_BINARY: dict[str, Callable[[FloatArray, FloatArray], FloatArray]] = {
+    "+": np.add,
+    "-": np.subtract,
+    "*": np.multiply,
+    "/": nx.divide,
+}
+
+
+def evaluate_series(expr: Expr, series: Mapping[str, FloatArray], bins: int) -> FloatArray:
+    """Evaluate over the whole grid; identifiers are looked up (case-sensitively) in ``series``."""
+    if isinstance(expr, Num):
+        return np.full(bins, expr.value)
+    if isinstance(expr, Ref):
+        try:
+            return series[expr.name]
+        except KeyError:
+            raise ExpressionError(
+                f"The given key '{expr.name}' was not present in the dictionary."
+            ) from None
+    if isinstance(expr, Arr):
+        raise ExpressionError("Array literals can only be used as the CONV kernel argument.")
+    if isinstance(expr, BinOp):
+        left = evaluate_series(expr.left, series, bins)
+        right = evaluate_series(expr.right, series, bins)
+        with np.errstate(all="ignore"):
+            return _BINARY[expr.op](left, right)
+    return _call_series(expr, series, bins)
+
+
+def _call_series(node: Call, series: Mapping[str, FloatArray], bins: int) -> FloatArray:
+    name = node.name.upper()
+
+    def arg(i: int) -> FloatArray:
+        return evaluate_series(node.args[i], series, bins)
+
+    if name == "SHIFT":
+        lag = _shift_lag(node)
+        return nx.shift(arg(0), lag)
+    if name == "CONV":
+        kernel = _conv_kernel(node)
+        return nx.convolve(arg(0), kernel)
+    if name == "PULSE":
+        period, phase = _pulse_literals(node)
+        amplitude = arg(2) if len(node.args) == 3 else np.ones(bins)
+        return nx.pulse(bins, period, phase, amplitude)
+    if name not in _ARITY:
+        raise ExpressionError(f"Unknown function: {node.name}")
+    count, message = _ARITY[name]
+    if len(node.args) != count:
+        raise ExpressionError(message)
+    with np.errstate(all="ignore"):
+        if name == "MIN":
+            return nx.minimum(arg(0), arg(1))
+        if name == "MAX":
+            return nx.maximum(arg(0), arg(1))
+        if name == "CLAMP":
+            return nx.clamp(arg(0), arg(1), arg(2))
+        if name == "MOD":
+            return nx.mod(arg(0), arg(1))
+        if name == "FLOOR":
+            return np.floor(arg(0))
+        if name == "CEIL":
+            return np.ceil(arg(0))
+        if name == "ROUND":
+            return nx.round_half_away(arg(0))
+        return nx.step(arg(0), arg(1))
+
+
+Lookup = Callable[[str, int], float]
+
+
+def evaluate_bin(expr: Expr, t: int, lookup: Lookup) -> float:
+    """Evaluate at bin ``t`` (feedback slices); ``lookup(name, t)`` returns 0 for t < 0."""
+    if isinstance(expr, Num):
+        return expr.value
+    if isinstance(expr, Ref):
+        return lookup(expr.name, t)
+    if isinstance(expr, Arr):
+        return expr.values[t] if 0 <= t < len(expr.values) else 0.0
+    if isinstance(expr, BinOp):
+        left = evaluate_bin(expr.left, t, lookup)
+        right = evaluate_bin(expr.right, t, lookup)
+        vec = _BINARY[expr.op](np.array([left]), np.array([right]))
+        return float(vec[0])
+    return _call_bin(expr, t, lookup)
+
+
+def _call_bin(node: Call, t: int, lookup: Lookup) -> float:
+    name = node.name.upper()
+
+    def arg(i: int, at: int = t) -> float:
+        return evaluate_bin(node.args[i], at, lookup)
+
+    def vec(fn: Callable[..., FloatArray], *values: float) -> float:
+        with np.errstate(all="ignore"):
+            return float(fn(*(np.array([v]) for v in values))[0])
+
+    if name == "SHIFT":
+        lag = _shift_lag(node)
+        return arg(0, t - lag) if t - lag >= 0 else 0.0
+    if name == "CONV":
+        kernel = _conv_kernel(node)
+        total = 0.0
+        for k, weight in enumerate(kernel):
+            if t - k < 0:
+                break
+            sample = arg(0, t - k)
+            if math.isfinite(sample):
+                total += sample * weight
+        return total
+    if name == "PULSE":
+        if not 1 <= len(node.args) <= 3:
+            raise ExpressionError(_PULSE_USAGE)
+        period_expr = node.args[0]
+        phase_expr = node.args[1] if len(node.args) >= 2 else Num(0.0)
+        if not isinstance(period_expr, Num) or not isinstance(phase_expr, Num):
+            return 0.0
+        period, phase = _pulse_literals(node)
+        if t - phase >= 0 and (t - phase) % period == 0:
+            return arg(2) if len(node.args) == 3 else 1.0
+        return 0.0
+    if name not in _ARITY:
+        raise ExpressionError(f"Unknown function: {node.name}")
+    unary: dict[str, Callable[..., FloatArray]] = {
+        "FLOOR": np.floor,
+        "CEIL": np.ceil,
+        "ROUND": nx.round_half_away,
+    }
+    if name in unary:
+        return vec(unary[name], arg(0))
+    if name == "CLAMP":
+        if len(node.args) != 3:
+            raise ExpressionError(_ARITY["CLAMP"][1])
+        return vec(nx.clamp, arg(0), arg(1), arg(2))
+    if name == "MOD":
+        if len(node.args) != 2:
+            raise ExpressionError(_ARITY["MOD"][1])
+        return vec(nx.mod, arg(0), arg(1))
+    binary: dict[str, Callable[..., FloatArray]] = {
+        "MIN": nx.minimum,
+        "MAX": nx.maximum,
+        "STEP": nx.step,
+    }
+    return vec(binary[name], arg(0), arg(1))

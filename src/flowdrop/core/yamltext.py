@@ -1,0 +1,99 @@
+"""A small deterministic YAML emitter for the unified model (``spec.yaml`` / ``model.yaml``).
+
+Block mappings and sequences, numeric lists in flow style, and strings double-quoted whenever a
+plain scalar would re-resolve as another type or is not obviously safe (spec §4.1).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import yaml
+
+from flowdrop.core.numerics import format_shortest
+
+_PLAIN = re.compile(r"^[A-Za-z_][A-Za-z0-9_.@/-]*$")
+
+
+def scalar(value: Any) -> str:
+    """One YAML scalar."""
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        text = format_shortest(value)
+        if text in ("NaN", "Infinity", "-Infinity"):
+            return {"NaN": ".nan", "Infinity": ".inf", "-Infinity": "-.inf"}[text]
+        if "E" in text and "." not in text.split("E")[0]:
+            # PyYAML (YAML 1.1) needs a dot in the mantissa to resolve a float.
+            mantissa, exponent = text.split("E")
+            text = f"{mantissa}.0E{exponent}"
+        return text
+    text = str(value)
+    if _PLAIN.match(text) and yaml.safe_load(text) == text:
+        return text
+    return json.dumps(text, ensure_ascii=False)
+
+
+def _is_flow_list(value: Sequence[Any]) -> bool:
+    return all(
+        isinstance(v, int | float | str) and not isinstance(v, bool) or v is None for v in value
+    ) and not any(isinstance(v, str) and len(v) > 40 for v in value)
+
+
+def _emit(value: Any, indent: int, lines: list[str], prefix: str) -> None:
+    pad = "  " * indent
+    if isinstance(value, Mapping):
+        if not value:
+            lines.append(f"{prefix}{{}}")
+            return
+        first = True
+        for key, item in value.items():
+            lead = prefix if first else pad
+            first = False
+            key_text = scalar(str(key))
+            if isinstance(item, Mapping) and item:
+                lines.append(f"{lead}{key_text}:")
+                _emit(item, indent + 1, lines, "  " * (indent + 1))
+            elif isinstance(item, list | tuple) and item and not _is_flow_list(item):
+                lines.append(f"{lead}{key_text}:")
+                _emit(item, indent, lines, pad)
+            else:
+                lines.append(f"{lead}{key_text}: {_inline(item)}")
+        return
+    if isinstance(value, list | tuple):
+        for item in value:
+            if isinstance(item, Mapping) and item:
+                _emit(item, indent + 1, lines, f"{pad}- ")
+            elif isinstance(item, list | tuple) and item and not _is_flow_list(item):
+                lines.append(f"{pad}-")
+                _emit(item, indent + 1, lines, "  " * (indent + 1))
+            else:
+                lines.append(f"{pad}- {_inline(item)}")
+        return
+    lines.append(f"{prefix}{scalar(value)}")
+
+
+def _inline(value: Any) -> str:
+    if isinstance(value, Mapping):
+        return "{}" if not value else "{" + ", ".join(
+            f"{scalar(str(k))}: {_inline(v)}" for k, v in value.items()
+        ) + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_inline(v) for v in value) + "]"
+    return scalar(value)
+
+
+def dump(document: Mapping[str, Any]) -> str:
+    """Emit ``document`` as block YAML with a trailing newline."""
+    lines: list[str] = []
+    _emit(document, 0, lines, "")
+    return "\n".join(lines) + "\n"
