@@ -6,14 +6,23 @@ implementation lives in one module per concept (template, model, evaluation, art
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from datetime import datetime
+from collections.abc import Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from flowdrop.core.artifacts import RunInfo, series_id, template_provenance, write_run
+from flowdrop.core.evaluation import Evaluation, evaluate
+from flowdrop.core.hashing import deterministic_run_id, input_hash
+from flowdrop.core.model import Grid, Model, generate_model
+from flowdrop.core.runreader import RunData, read_run
+from flowdrop.core.template import ParameterSpec, Template, find_template, load_template
+
 __all__ = [
     "Evaluation",
+    "Grid",
     "Model",
+    "ParameterSpec",
     "RunData",
     "RunInfo",
     "Template",
@@ -22,74 +31,22 @@ __all__ = [
     "generate_model",
     "load_template",
     "read_run",
+    "series_id",
     "simulate",
+    "validate_template",
     "write_run",
 ]
 
-
-class Template:  # placeholder until template.py lands
-    pass
+DEFAULT_RNG_SEED = 123
 
 
-class Model:
-    pass
+def validate_template(template: Template, parameters: Mapping[str, Any] | None = None) -> Model:
+    """Generate the model at defaults (or ``parameters``) and build its graph; raise if invalid."""
+    from flowdrop.core.graph import build_graph
 
-
-class Evaluation:
-    pass
-
-
-class RunInfo:
-    pass
-
-
-class RunData:
-    pass
-
-
-def load_template(source: Path | str) -> Template:
-    """Read a template from a file (Path) or YAML text (str)."""
-    raise NotImplementedError
-
-
-def find_template(template_id: str, directories: Sequence[Path]) -> Path:
-    """Find the template file whose metadata.id (fallback: file stem) equals ``template_id``."""
-    raise NotImplementedError
-
-
-def generate_model(
-    template: Template, parameters: Mapping[str, Any], *, mode: str = "simulation"
-) -> Model:
-    """Substitute parameters, validate and synthesise the unified model."""
-    raise NotImplementedError
-
-
-def evaluate(model: Model) -> Evaluation:
-    """Evaluate every series of the model."""
-    raise NotImplementedError
-
-
-def write_run(
-    model: Model,
-    evaluation: Evaluation,
-    out_dir: Path,
-    *,
-    run_id: str,
-    template: Template | None,
-    parameters: Mapping[str, Any],
-    mode: str,
-    rng_seed: int | None,
-    input_hash: str | None,
-    provenance: Mapping[str, Any] | None,
-    now: datetime,
-) -> RunInfo:
-    """Write the canonical run directory into ``out_dir``."""
-    raise NotImplementedError
-
-
-def read_run(run_dir: Path) -> RunData:
-    """Read a canonical run directory."""
-    raise NotImplementedError
+    model = generate_model(template, parameters or {}, mode=template.mode)
+    build_graph(model)
+    return model
 
 
 def simulate(
@@ -101,5 +58,31 @@ def simulate(
     run_id: str | None = None,
     now: datetime | None = None,
 ) -> RunInfo:
-    """generate_model + evaluate + write_run."""
-    raise NotImplementedError
+    """Generate, evaluate and write a simulation run into ``out_dir``.
+
+    Without ``run_id`` the id is the deterministic one (template id + input hash), so the same
+    template, parameters and seed always give the same id.
+    """
+    moment = now or datetime.now(UTC)
+    seed = DEFAULT_RNG_SEED if rng_seed is None else rng_seed
+    hash_value = input_hash(
+        template.id, template.version, "simulation", parameters, {}, "pcg32", seed
+    )
+    model = generate_model(template, parameters, mode="simulation", now=moment)
+    evaluation = evaluate(model)
+    provenance = template_provenance(
+        template, parameters, mode="simulation", input_hash=hash_value, rng_seed=seed, now=moment
+    )
+    return write_run(
+        model,
+        evaluation,
+        out_dir,
+        run_id=run_id or deterministic_run_id(template.id, hash_value),
+        template=template,
+        parameters=parameters,
+        mode="simulation",
+        rng_seed=seed,
+        input_hash=hash_value,
+        provenance=provenance,
+        now=moment,
+    )
