@@ -224,7 +224,7 @@ class TestCaptureGolden:
 
     def test_fallback_to_outputs_when_topology_empty(self, tmp_path: Path) -> None:
         """Without topology the outputs' ``as`` names give node and metric (suffix rules)."""
-        out, result = _capture(tmp_path, make_run(tmp_path, include_topology=False))
+        _, result = _capture(tmp_path, make_run(tmp_path, include_topology=False))
         names = [(f.node_id, f.metric, f.path) for f in result.files]
         assert ("OrderService", "Arrivals", "OrderService_arrivals.csv") in names
         assert ("PaymentService", "Errors", "PaymentService_errors.csv") in names
