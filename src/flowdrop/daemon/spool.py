@@ -1,0 +1,341 @@
+"""The spool directory layout and every file the daemon writes into it.
+
+```
+<spool>/inbox/                     requests are dropped here (renamed in)
+<spool>/work/<instance>/           claimed requests (claim = rename out of the inbox)
+<spool>/outbox/<id>.status.json    replaced atomically at every transition
+<spool>/outbox/<id>.result.json    written once, atomically, when the request ends
+<spool>/done/                      request files that ended (or were duplicates)
+<spool>/quarantine/                files not accepted, each with <name>.reason.json
+<spool>/state/                     health.json, metrics.prom, ledger/, locks/, instances/
+```
+
+Outbox files never contain an absolute host path: :func:`scrub` replaces any configured root
+that slipped into a message by a placeholder before the bytes are written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import json
+import os
+import re
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from flowdrop.core.contract import (
+    REQUEST_ID_PATTERN,
+    Phase,
+    QuarantineReason,
+    RunResult,
+    State,
+    StatusFile,
+)
+from flowdrop.core.errors import ErrorBody
+from flowdrop.core.storage import atomic_write_bytes, fsync_dir
+
+_ID_RE = re.compile(REQUEST_ID_PATTERN)
+STATUS_SUFFIX = ".status.json"
+RESULT_SUFFIX = ".result.json"
+REASON_SUFFIX = ".reason.json"
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def is_temp_name(name: str) -> bool:
+    """Names writers use while a file is incomplete: never looked at."""
+    return name.startswith(".") or name.endswith(".tmp")
+
+
+def is_request_name(name: str) -> bool:
+    return not is_temp_name(name) and name.endswith(".json") and len(name) > len(".json")
+
+
+def valid_request_id(value: str) -> bool:
+    return _ID_RE.fullmatch(value) is not None
+
+
+@dataclass(frozen=True)
+class Spool:
+    """Paths of one spool, for one instance."""
+
+    root: Path
+    instance: str
+
+    @property
+    def inbox(self) -> Path:
+        return self.root / "inbox"
+
+    @property
+    def work_root(self) -> Path:
+        return self.root / "work"
+
+    @property
+    def work(self) -> Path:
+        return self.work_root / self.instance
+
+    @property
+    def outbox(self) -> Path:
+        return self.root / "outbox"
+
+    @property
+    def done(self) -> Path:
+        return self.root / "done"
+
+    @property
+    def quarantine(self) -> Path:
+        return self.root / "quarantine"
+
+    @property
+    def state(self) -> Path:
+        return self.root / "state"
+
+    @property
+    def ledger(self) -> Path:
+        return self.state / "ledger"
+
+    @property
+    def locks(self) -> Path:
+        return self.state / "locks"
+
+    @property
+    def instances(self) -> Path:
+        return self.state / "instances"
+
+    def ensure(self) -> None:
+        for path in (
+            self.inbox,
+            self.work,
+            self.outbox,
+            self.done,
+            self.quarantine,
+            self.ledger,
+            self.locks,
+            self.instances,
+        ):
+            path.mkdir(parents=True, exist_ok=True)
+
+    def status_path(self, request_id: str) -> Path:
+        return self.outbox / f"{request_id}{STATUS_SUFFIX}"
+
+    def result_path(self, request_id: str) -> Path:
+        return self.outbox / f"{request_id}{RESULT_SUFFIX}"
+
+
+# --- scrubbing -------------------------------------------------------------------------------
+
+
+class Scrubber:
+    """Replaces absolute root paths in outbox text by ``<name>`` placeholders."""
+
+    def __init__(self, roots: dict[str, Path]) -> None:
+        pairs = []
+        for name, path in roots.items():
+            for variant in {str(path), os.path.realpath(path)}:
+                pairs.append((variant.rstrip("/"), f"<{name}>"))
+        # Longest first so a root inside another is replaced by its own name.
+        self._pairs = sorted(pairs, key=lambda pair: len(pair[0]), reverse=True)
+
+    def __call__(self, data: bytes) -> bytes:
+        text = data.decode("utf-8")
+        for path, placeholder in self._pairs:
+            if path and path != "/" and path in text:
+                text = text.replace(path, placeholder)
+        return text.encode("utf-8")
+
+
+def _identity(data: bytes) -> bytes:
+    return data
+
+
+# --- outbox ------------------------------------------------------------------------------------
+
+
+class Outbox:
+    """Writes status and result files; per request, ``seq`` only grows (serialised by a lock)."""
+
+    def __init__(self, spool: Spool, scrub: Scrubber | None = None) -> None:
+        self.spool = spool
+        self._scrub = scrub or _identity
+        self._guard = threading.Lock()
+        self._locks: dict[str, threading.Lock] = {}
+
+    def _lock(self, request_id: str) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(request_id, threading.Lock())
+
+    def forget(self, request_id: str) -> None:
+        with self._guard:
+            self._locks.pop(request_id, None)
+
+    def read_status(self, request_id: str) -> StatusFile | None:
+        return read_status_file(self.spool.status_path(request_id))
+
+    def read_result(self, request_id: str) -> RunResult | None:
+        return read_result_file(self.spool.result_path(request_id))
+
+    def write_status(
+        self,
+        request_id: str,
+        state: str,
+        *,
+        phase: str | None = None,
+        message: str = "",
+        restart: bool = False,
+        now: datetime | None = None,
+    ) -> StatusFile:
+        """Write the next status; ``restart`` starts a new acceptedAt (a new submission)."""
+        now = now or utc_now()
+        with self._lock(request_id):
+            previous = self.read_status(request_id)
+            seq = previous.seq + 1 if previous else 1
+            accepted_at = previous.accepted_at if previous and not restart else now
+            status = StatusFile.model_validate(
+                {
+                    "request_id": request_id,
+                    "state": State(state),
+                    "phase": Phase(phase) if phase else None,
+                    "message": message,
+                    "seq": seq,
+                    "accepted_at": accepted_at,
+                    "updated_at": now,
+                    "instance": self.spool.instance,
+                }
+            )
+            atomic_write_bytes(
+                self.spool.status_path(request_id), self._scrub(status.to_json_bytes())
+            )
+            return status
+
+    def write_result(self, result: RunResult) -> None:
+        atomic_write_bytes(
+            self.spool.result_path(result.request_id),
+            self._scrub(result.to_json_bytes()),
+            failpoint_name="result_before_rename",
+        )
+
+
+def read_status_file(path: Path) -> StatusFile | None:
+    try:
+        return StatusFile.model_validate_json(path.read_bytes(), strict=False)
+    except (OSError, ValueError):
+        return None
+
+
+def read_result_file(path: Path) -> RunResult | None:
+    try:
+        return RunResult.model_validate_json(path.read_bytes(), strict=False)
+    except (OSError, ValueError):
+        return None
+
+
+# --- moving request files ----------------------------------------------------------------------
+
+
+def _free_name(directory: Path, name: str) -> Path:
+    target = directory / name
+    if not os.path.lexists(target):
+        return target
+    stem, dot, ext = name.rpartition(".")
+    if not dot:
+        stem, ext = name, ""
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+    suffix = f".{ext}" if ext else ""
+    return directory / f"{stem}.{stamp}-{uuid.uuid4().hex[:6]}{suffix}"
+
+
+def move_to(source: Path, directory: Path) -> Path:
+    """Rename ``source`` into ``directory`` under a free name; durable (both dirs fsynced)."""
+    target = _free_name(directory, source.name)
+    os.rename(source, target)
+    fsync_dir(directory)
+    fsync_dir(source.parent)
+    return target
+
+
+def quarantine(
+    spool: Spool,
+    source: Path,
+    error: ErrorBody,
+    *,
+    request_id: str | None,
+    scrub: Scrubber | None = None,
+    now: datetime | None = None,
+) -> Path:
+    """Move ``source`` (any file type; never followed) into quarantine with its reason file."""
+    target = _free_name(spool.quarantine, source.name)
+    reason = QuarantineReason(
+        file_name=source.name,
+        request_id=request_id,
+        quarantined_at=now or utc_now(),
+        instance=spool.instance,
+        error=error,
+    )
+    data = reason.to_json_bytes()
+    if scrub is not None:
+        data = scrub(data)
+    # Reason first: a crash between the two leaves a reason without its file, never the reverse.
+    atomic_write_bytes(target.with_name(target.name + REASON_SUFFIX), data)
+    os.rename(source, target)
+    fsync_dir(spool.quarantine)
+    fsync_dir(source.parent)
+    return target
+
+
+# --- locks -------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def try_flock(path: Path) -> Iterator[bool]:
+    """Hold ``flock(LOCK_EX|LOCK_NB)`` on ``path`` (created if missing); yields whether held."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+class InstanceLock:
+    """``state/instances/<instance>.lock``, flock'd for the life of the process (= alive)."""
+
+    def __init__(self, spool: Spool) -> None:
+        self.path = spool.instances / f"{spool.instance}.lock"
+        self._fd: int | None = None
+
+    def acquire(self) -> bool:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            return False
+        os.ftruncate(fd, 0)
+        os.write(fd, json.dumps({"pid": os.getpid(), "startedAt": utc_now().isoformat()}).encode())
+        self._fd = fd
+        return True
+
+    def release(self) -> None:
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+                os.close(self._fd)
+            self._fd = None

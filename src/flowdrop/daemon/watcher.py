@@ -1,0 +1,181 @@
+"""Watching the inbox: watchdog's inotify observer as a *hint*, never as the source of truth.
+
+The handler only puts file names on a queue: an exception in a watchdog handler kills the
+observer thread silently, so nothing in it can fail. The daemon scans the inbox after the watch
+is armed, every reconcile interval, and whenever :class:`OverflowDetector` sees watchdog report
+an inotify queue overflow (watchdog 7.1 logs it but tells handlers nothing).
+
+Where inotify cannot see other writers — NFS, CIFS/SMB, FUSE filesystems — the daemon polls:
+``watch: auto`` picks polling when ``/proc/self/mountinfo`` says the inbox is on such a
+filesystem.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer
+
+from flowdrop.daemon.config import WatchMode
+from flowdrop.daemon.spool import is_request_name
+
+NETWORK_FS_PREFIXES = ("nfs", "cifs", "smb", "fuse.", "9p", "ceph", "glusterfs", "lustre")
+
+
+@dataclass(frozen=True)
+class MountInfo:
+    mount_point: str
+    fs_type: str
+
+
+def _unescape(field: str) -> str:
+    # mountinfo escapes space, tab, newline and backslash as octal.
+    out, i = [], 0
+    while i < len(field):
+        if field[i] == "\\" and i + 4 <= len(field) and field[i + 1 : i + 4].isdigit():
+            out.append(chr(int(field[i + 1 : i + 4], 8)))
+            i += 4
+        else:
+            out.append(field[i])
+            i += 1
+    return "".join(out)
+
+
+def mount_for(path: Path, mountinfo: str | None = None) -> MountInfo | None:
+    """The mount holding ``path`` (longest mount-point prefix of its real path)."""
+    if mountinfo is None:
+        try:
+            mountinfo = Path("/proc/self/mountinfo").read_text()
+        except OSError:
+            return None
+    real = os.path.realpath(path)
+    best: MountInfo | None = None
+    for line in mountinfo.splitlines():
+        left, sep, right = line.partition(" - ")
+        if not sep:
+            continue
+        fields = left.split()
+        rest = right.split()
+        if len(fields) < 5 or not rest:
+            continue
+        point = _unescape(fields[4])
+        inside = real == point or real.startswith(point.rstrip("/") + "/")
+        if inside and (best is None or len(point) >= len(best.mount_point)):
+            best = MountInfo(point, rest[0])
+    return best
+
+
+def is_network_fs(fs_type: str) -> bool:
+    return fs_type.startswith(NETWORK_FS_PREFIXES)
+
+
+def choose_mode(configured: WatchMode, inbox: Path, mountinfo: str | None = None) -> WatchMode:
+    if configured is not WatchMode.AUTO:
+        return configured
+    mount = mount_for(inbox, mountinfo)
+    if mount is not None and is_network_fs(mount.fs_type):
+        return WatchMode.POLLING
+    return WatchMode.INOTIFY
+
+
+class InboxHandler(FileSystemEventHandler):
+    """Enqueues the names of request files that appear or change; never raises."""
+
+    def __init__(self, inbox: Path, notify: Callable[[str], None]) -> None:
+        super().__init__()
+        self._inbox = str(inbox)
+        self._notify = notify
+
+    def _name(self, path: str | bytes) -> str | None:
+        text = os.fsdecode(path)
+        if os.path.dirname(text) != self._inbox:
+            return None
+        name = os.path.basename(text)
+        return name if is_request_name(name) else None
+
+    def dispatch(self, event: FileSystemEvent) -> None:
+        try:
+            if event.is_directory and event.event_type != "moved":
+                return
+            candidates = [getattr(event, "dest_path", ""), event.src_path]
+            for path in candidates:
+                if not path:
+                    continue
+                name = self._name(path)
+                if name is not None:
+                    self._notify(name)
+        except Exception:  # a handler exception would kill the observer
+            return
+
+
+class OverflowDetector(logging.Handler):
+    """Counts watchdog's "queue overflowed" warnings and calls ``on_overflow``."""
+
+    LOGGERS = ("watchdog.observers.inotify_c", "watchdog.observers.inotify")
+
+    def __init__(self, on_overflow: Callable[[], None]) -> None:
+        super().__init__(level=logging.WARNING)
+        self._on_overflow = on_overflow
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            if "overflow" in record.getMessage().lower():
+                self.count += 1
+                self._on_overflow()
+        except Exception:  # logging handlers must not raise
+            return
+
+    def install(self) -> None:
+        for name in self.LOGGERS:
+            logger = logging.getLogger(name)
+            logger.addHandler(self)
+            if logger.getEffectiveLevel() > logging.WARNING:
+                logger.setLevel(logging.WARNING)
+
+    def uninstall(self) -> None:
+        for name in self.LOGGERS:
+            logging.getLogger(name).removeHandler(self)
+
+
+class InboxWatcher:
+    """Owns the observer; ``alive`` is false when it died (the daemon then restarts it)."""
+
+    def __init__(self, inbox: Path, notify: Callable[[str], None]) -> None:
+        self.inbox = inbox
+        self._notify = notify
+        self._observer: Observer | None = None  # type: ignore[valid-type]
+        self._lock = threading.Lock()
+        self.restarts = 0
+
+    def start(self) -> None:
+        with self._lock:
+            observer = Observer()
+            observer.daemon = True
+            observer.schedule(InboxHandler(self.inbox, self._notify), str(self.inbox))
+            observer.start()  # raises OSError on inotify limits (ENOSPC / EMFILE)
+            self._observer = observer
+
+    @property
+    def alive(self) -> bool:
+        observer = self._observer
+        return bool(observer is not None and observer.is_alive())
+
+    def restart(self) -> None:
+        self.stop()
+        self.restarts += 1
+        self.start()
+
+    def stop(self) -> None:
+        with self._lock:
+            observer, self._observer = self._observer, None
+        if observer is not None:
+            observer.stop()
+            if observer.is_alive():
+                observer.join(timeout=2)
