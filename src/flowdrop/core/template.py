@@ -7,6 +7,7 @@ model is generated (see :mod:`flowdrop.core.model`).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +16,8 @@ from typing import Any
 import yaml
 
 from flowdrop.core.errors import ErrorCode, FlowdropError
+
+_NEUTRAL = re.compile(r"\$\{[^}]+\}")
 
 
 @dataclass(frozen=True)
@@ -157,7 +160,15 @@ def parse_template(text: str, *, source_name: str | None = None) -> Template:
     """Parse the template header from YAML text; raise TEMPLATE_INVALID when it is unusable."""
     if not text.strip():
         raise _invalid("Template YAML content is empty.")
-    root = parse_yaml(text)
+    try:
+        root = parse_yaml(text)
+    except FlowdropError:
+        # Placeholders inside flow collections ({bins: ${bins}}) are not YAML until substituted;
+        # the header only needs to survive, so read it with neutral values.
+        root = parse_yaml(_NEUTRAL.sub("0", text))
+        text_for_defaults = _NEUTRAL.sub("0", text)
+    else:
+        text_for_defaults = text
     if not isinstance(root, dict):
         raise _invalid("YAML parsing error: the template root must be a mapping.")
     metadata = root.get("metadata")
@@ -188,7 +199,7 @@ def parse_template(text: str, *, source_name: str | None = None) -> Template:
         capture_key=_optional_str(metadata.get("captureKey")),
         declares_rng=declares_rng,
         stochastic_reasons=reasons,
-        parameters=_parameters(root.get("parameters"), text),
+        parameters=_parameters(root.get("parameters"), text_for_defaults),
         description=_optional_str(metadata.get("description")),
         narrative=_optional_str(metadata.get("narrative")),
         source_name=source_name,
