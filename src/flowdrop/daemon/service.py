@@ -107,6 +107,7 @@ class Daemon:
         self.queue = WorkQueue()
         self.waker = Waker()
         self.stop_requested = False
+        self.ready = threading.Event()  # set once the first scan is done (READY=1)
         self.reload_requested = False
         self._overflowed = False
         self._deferred: dict[str, float] = {}
@@ -393,6 +394,7 @@ class Daemon:
             )
             self._report(force=True)
             self.notifier.ready(status=f"ready; {self._mode.value}; queue {queued}")
+            self.ready.set()
             while not self.stop_requested:
                 if self.reload_requested:
                     self.reload()

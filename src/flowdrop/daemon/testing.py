@@ -8,9 +8,19 @@ honours a few request parameters — ``sleep`` (seconds), ``fail`` (an error cod
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import signal
+import subprocess
+import sys
 import time
 import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
 
 from flowdrop.core.contract import Phase, RunRequest, RunResult, RunSummary, State
 from flowdrop.core.errors import ErrorCode, FlowdropError
@@ -52,3 +62,141 @@ def counting_processor(settings: Settings) -> Processor:
         )
 
     return run
+
+
+# --- helpers for tests that drive a real daemon process -----------------------------------------
+
+
+def wait_until(
+    predicate: Callable[[], Any],
+    *,
+    timeout: float = 10.0,
+    interval: float = 0.02,
+    message: str = "condition",
+) -> Any:
+    """Poll ``predicate`` until it returns something truthy; raise TimeoutError at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            msg = f"timed out after {timeout:g} s waiting for {message}"
+            raise TimeoutError(msg)
+        time.sleep(interval)
+
+
+def write_config(directory: Path, **overrides: Any) -> Path:
+    """A config file for a spool under ``directory`` using the counting processor by default."""
+    data: dict[str, Any] = {
+        "spool": str(directory / "spool"),
+        "runs_root": str(directory / "runs"),
+        "telemetry_root": str(directory / "telemetry"),
+        "templates": [str(directory / "templates")],
+        "processor": "flowdrop.daemon.testing:counting_processor",
+        "reconcile_interval": 5,
+        "stale_after": 2,
+        "drain_timeout": 10,
+        "health_interval": 0.5,
+        "log_format": "json",
+    }
+    data.update(overrides)
+    data = {k: v for k, v in data.items() if v is not None}
+    path = directory / "flowdrop.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def drop_json(inbox: Path, name: str, document: Any) -> Path:
+    """Drop a request the recommended way: a hidden temp name in the inbox, then rename."""
+    raw = document if isinstance(document, bytes) else json.dumps(document).encode()
+    temp = inbox / f".{name}.tmp"
+    temp.write_bytes(raw)
+    final = inbox / name
+    os.rename(temp, final)
+    return final
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return None
+
+
+def terminal_status(outbox: Path, request_id: str) -> dict[str, Any] | None:
+    status = read_json(outbox / f"{request_id}.status.json")
+    if isinstance(status, dict) and status.get("state") in {"succeeded", "failed", "rejected"}:
+        return status
+    return None
+
+
+def executions(runs_root: Path, request_id: str) -> int:
+    """How many times the counting processor ran ``request_id``."""
+    return len(list((runs_root / "executions").glob(f"{request_id}.*")))
+
+
+class DaemonProcess:
+    """``flowdrop serve --config`` as a subprocess; its log lines land in ``log_path``."""
+
+    def __init__(
+        self, config: Path, *, env: dict[str, str] | None = None, args: tuple[str, ...] = ()
+    ) -> None:
+        self.config = config
+        self.log_path = config.parent / f"daemon-{uuid.uuid4().hex[:6]}.log"
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith("NOTIFY_")}
+        full_env.pop("WATCHDOG_USEC", None)
+        full_env.update(env or {})
+        self._log = self.log_path.open("wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "flowdrop.daemon.cli", "serve", "--config", str(config), *args],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env=full_env,
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def log_lines(self) -> list[dict[str, Any]]:
+        lines = []
+        for line in self.log_path.read_text(errors="replace").splitlines():
+            with contextlib.suppress(ValueError):
+                item = json.loads(line)
+                if isinstance(item, dict):
+                    lines.append(item)
+        return lines
+
+    def events(self, name: str) -> list[dict[str, Any]]:
+        return [line for line in self.log_lines() if line.get("event") == name]
+
+    def wait_ready(self, timeout: float = 15.0) -> None:
+        wait_until(
+            lambda: self.events("daemon_ready") or self.proc.poll() is not None,
+            timeout=timeout,
+            message="daemon_ready",
+        )
+        if self.proc.poll() is not None:
+            msg = f"daemon exited with {self.proc.returncode}: {self.log_path.read_text()}"
+            raise RuntimeError(msg)
+
+    def signal(self, signum: int) -> None:
+        self.proc.send_signal(signum)
+
+    def stop(self, timeout: float = 20.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            code = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            code = self.proc.wait()
+        self._log.close()
+        return code
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        self._log.close()
