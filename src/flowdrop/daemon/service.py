@@ -306,7 +306,8 @@ class Daemon:
             except Exception as exc:
                 log.warning("health_write_failed", error=str(exc))
         interval = self.notifier.watchdog_interval
-        if interval is not None and now - self._last_ping >= interval and snap.healthy:
+        due = interval is not None and now - self._last_ping >= interval
+        if due and snap.healthy and self.ready.is_set():
             self.notifier.watchdog()
             self._last_ping = now
 
