@@ -1,0 +1,153 @@
+"""RequestHandler in-process: the status sequence, rejections, duplicates, resume rules."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from flowdrop.core.contract import Phase, RunRequest, RunResult, RunSummary, State
+from flowdrop.daemon.ledger import Entry, Ledger
+from flowdrop.daemon.process import Limits, ProgressCallback, RequestHandler
+from flowdrop.daemon.spool import Scrubber, Spool
+
+REQUEST = {"templateId": "t", "mode": "simulation", "requestId": "r1"}
+
+
+class Recorder:
+    def __init__(self, spool: Spool) -> None:
+        self.calls = 0
+        self.spool = spool
+        self.seen_states: list[str] = []
+
+    def __call__(
+        self, request: RunRequest, request_id: str, progress: ProgressCallback
+    ) -> RunResult:
+        self.calls += 1
+        progress(Phase.SIMULATING, f"Simulating in {self.spool.root}/x")
+        status = json.loads(self.spool.status_path(request_id).read_text())
+        self.seen_states.append(f"{status['state']}/{status['phase']}")
+        return RunResult(
+            request_id=request_id,
+            state=State.SUCCEEDED,
+            run=RunSummary(
+                run_id="run1",
+                mode=request.mode,
+                template_id=request.template_id,
+                template_version="1",
+                was_reused=False,
+                path="run1",
+            ),
+        )
+
+
+@pytest.fixture
+def spool(tmp_path: Path) -> Spool:
+    spool = Spool(tmp_path / "spool", "me")
+    spool.ensure()
+    return spool
+
+
+def _handler(spool: Spool, processor: Recorder, attempts: int = 3) -> RequestHandler:
+    scrub = Scrubber({"spool": spool.root})
+    return RequestHandler(spool, processor, Limits(4096, attempts), scrub=scrub)
+
+
+def _claimed(spool: Spool, name: str, body: object) -> Path:
+    path = spool.work / name
+    path.write_text(json.dumps(body) if not isinstance(body, str) else body)
+    return path
+
+
+def test_success_walks_accepted_running_succeeded_and_files_away(spool: Spool) -> None:
+    """accepted(1) → running/validating → running/simulating → succeeded; file in done/."""
+    recorder = Recorder(spool)
+    assert _handler(spool, recorder).handle(_claimed(spool, "a.json", REQUEST)) == "succeeded"
+    assert recorder.seen_states == ["running/simulating"]
+    status = json.loads(spool.status_path("r1").read_text())
+    assert (status["state"], status["seq"], status["message"]) == (
+        "succeeded",
+        4,
+        "Run run1 written.",
+    )
+    assert (spool.done / "a.json").exists()
+    assert Ledger(spool).get("r1").state == "succeeded"  # type: ignore[union-attr]
+
+
+def test_progress_messages_never_leak_absolute_paths(spool: Spool) -> None:
+    """A root path in a progress message is replaced by its placeholder."""
+    recorder = Recorder(spool)
+
+    def spy(request: RunRequest, request_id: str, progress: ProgressCallback) -> RunResult:
+        result = recorder(request, request_id, progress)
+        text = spool.status_path(request_id).read_text()
+        assert str(spool.root) not in text
+        assert "Simulating in <spool>/x" in text
+        return result
+
+    handler = RequestHandler(spool, spy, Limits(4096, 3), scrub=Scrubber({"spool": spool.root}))
+    handler.handle(_claimed(spool, "a.json", REQUEST))
+
+
+def test_resume_uses_an_already_written_result_without_rerunning(spool: Spool) -> None:
+    """Crash after the result: resuming completes the bookkeeping only."""
+    recorder = Recorder(spool)
+    handler = _handler(spool, recorder)
+    handler.handle(_claimed(spool, "a.json", REQUEST))
+    raw = json.dumps(REQUEST).encode()
+    from flowdrop.daemon.ledger import content_hash
+
+    # Pretend the ledger was not updated before a crash.
+    Ledger(spool).put(Entry("r1", content_hash(raw), "running", 1, "a.json", "me", ""))
+    (spool.done / "a.json").unlink()
+    assert handler.handle(_claimed(spool, "a.json", REQUEST)) == "succeeded"
+    assert recorder.calls == 1
+
+
+def test_resume_counts_attempts_and_gives_up(spool: Spool) -> None:
+    """attempts >= max_attempts → failed/interrupted without running."""
+    from flowdrop.daemon.ledger import content_hash
+
+    raw = json.dumps(REQUEST).encode()
+    Ledger(spool).put(Entry("r1", content_hash(raw), "running", 2, "a.json", "old", ""))
+    recorder = Recorder(spool)
+    assert (
+        _handler(spool, recorder, attempts=2).handle(_claimed(spool, "a.json", REQUEST)) == "failed"
+    )
+    result = json.loads(spool.result_path("r1").read_text())
+    assert result["error"]["code"] == "interrupted"
+    assert recorder.calls == 0
+
+
+def test_rejection_after_a_real_request_does_not_touch_its_outbox(spool: Spool) -> None:
+    """An invalid file named like an existing request id only goes to quarantine."""
+    handler = _handler(spool, Recorder(spool))
+    handler.handle(_claimed(spool, "r1.json", REQUEST))
+    before = spool.result_path("r1").read_bytes()
+    assert handler.handle(_claimed(spool, "r1.json", "{nope")) == "rejected"
+    assert spool.result_path("r1").read_bytes() == before
+    reason = json.loads((spool.quarantine / "r1.json.reason.json").read_text())
+    assert reason["error"]["code"] == "invalid_json"
+
+
+def test_rejected_id_can_be_resubmitted_corrected(spool: Spool) -> None:
+    """A rejected request does not reserve its id: the corrected file runs."""
+    recorder = Recorder(spool)
+    handler = _handler(spool, recorder)
+    assert handler.handle(_claimed(spool, "r1.json", '{"templateId": "t"}')) == "rejected"
+    assert handler.handle(_claimed(spool, "r1.json", REQUEST)) == "succeeded"
+    assert recorder.calls == 1
+    status = json.loads(spool.status_path("r1").read_text())
+    assert status["seq"] > 3  # seq kept growing across both submissions
+
+
+def test_a_directory_in_work_is_quarantined(spool: Spool) -> None:
+    """Non-regular entries are quarantined with path_violation."""
+    (spool.work / "dir.json").mkdir()
+    assert _handler(spool, Recorder(spool)).handle(spool.work / "dir.json") == "rejected"
+    reason = json.loads((spool.quarantine / "dir.json.reason.json").read_text())
+    assert (
+        reason["error"]["message"]
+        == "'dir.json' is a directory, not a regular file; it was not followed or read."
+    )
