@@ -108,6 +108,7 @@ class Daemon:
         self.waker = Waker()
         self.stop_requested = False
         self.ready = threading.Event()  # set once the first scan is done (READY=1)
+        self.lock_wait = 5.0  # a restarted instance may wait for its predecessor's lock
         self.reload_requested = False
         self._overflowed = False
         self._deferred: dict[str, float] = {}
@@ -200,7 +201,7 @@ class Daemon:
         except OSError as exc:
             msg = f"cannot create the spool or roots: {exc.strerror or exc} ({exc.filename})"
             raise StartupError(msg) from None
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + self.lock_wait
         while not self._lock.acquire():
             if time.monotonic() > deadline:
                 msg = f"another flowdrop process is running as instance '{self.settings.instance}'"
