@@ -15,7 +15,7 @@ import yaml
 
 from flowdrop.core.numerics import format_shortest
 
-_PLAIN = re.compile(r"^[A-Za-z_][A-Za-z0-9_.@/-]*$")
+_PLAIN = re.compile(r"^[A-Za-z_][A-Za-z0-9_.@/:-]*$")
 
 
 def scalar(value: Any) -> str:
