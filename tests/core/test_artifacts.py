@@ -21,7 +21,9 @@ NOW = datetime(2026, 5, 4, 7, 16, 46, 123456, tzinfo=UTC)
 BOM = b"\xef\xbb\xbf"
 
 
-def hello(topology: dict[str, Any] | None = None, outputs: list[dict[str, Any]] | None = None) -> Model:
+def hello(
+    topology: dict[str, Any] | None = None, outputs: list[dict[str, Any]] | None = None
+) -> Model:
     document: dict[str, Any] = {
         "schemaVersion": 1,
         "grid": {"bins": 8, "binSize": 1, "binUnit": "hours"},
@@ -83,7 +85,13 @@ def test_hello_run_matches_reference_shape(tmp_path: Path) -> None:
         "scenarioHash", "createdUtc", "classCoverage", "warnings", "series", "classes",
     ]  # fmt: skip
     assert run["inputHash"] is None and run["warnings"] == [] and run["classCoverage"] == "missing"
-    assert run["grid"] == {"bins": 8, "binSize": 1, "binUnit": "hours", "timezone": "UTC", "align": "left"}
+    assert run["grid"] == {
+        "bins": 8,
+        "binSize": 1,
+        "binUnit": "hours",
+        "timezone": "UTC",
+        "align": "left",
+    }
     assert run["createdUtc"] == "2026-05-04T07:16:46.1234560Z"
     manifest = load(tmp_path / "run/manifest.json")
     assert manifest["rng"] == {"kind": "pcg32", "seed": 123} and "provenance" not in manifest
@@ -98,7 +106,15 @@ def test_hello_run_matches_reference_shape(tmp_path: Path) -> None:
 
 def test_topology_semantics_point_at_series_files(tmp_path: Path) -> None:
     """Semantics are rewritten to file:../series/<id>.csv and those series are written too."""
-    topology = {"nodes": [{"id": "Svc", "kind": "service", "semantics": {"arrivals": "demand", "served": "served"}}]}
+    topology = {
+        "nodes": [
+            {
+                "id": "Svc",
+                "kind": "service",
+                "semantics": {"arrivals": "demand", "served": "served"},
+            }
+        ]
+    }
     info = write(hello(topology), tmp_path / "run")
     assert info.series_ids == ["served@SERVED@DEFAULT", "demand@DEMAND@DEFAULT"]
     spec = (tmp_path / "run/spec.yaml").read_text(encoding="utf-8-sig")
@@ -113,7 +129,15 @@ def test_topology_semantics_point_at_series_files(tmp_path: Path) -> None:
 
 def test_served_above_arrivals_is_a_warning(tmp_path: Path) -> None:
     """InvariantAnalyzer: served_exceeds_arrivals lists the first offending bins."""
-    topology = {"nodes": [{"id": "Svc", "kind": "service", "semantics": {"arrivals": "served", "served": "demand"}}]}
+    topology = {
+        "nodes": [
+            {
+                "id": "Svc",
+                "kind": "service",
+                "semantics": {"arrivals": "served", "served": "demand"},
+            }
+        ]
+    }
     info = write(hello(topology), tmp_path / "run")
     assert [w["code"] for w in info.warnings] == ["served_exceeds_arrivals"]
     assert info.warnings[0]["bins"] == [0, 1, 2, 3, 4]
@@ -153,4 +177,5 @@ def test_csv_round_trip_is_exact(tmp_path_factory: Any, values: list[float]) -> 
     path.write_bytes(csv_bytes(array))
     back = read_series_csv(path, len(values))
     assert np.array_equal(back, array, equal_nan=True)
-    assert np.array_equal(np.signbit(back), np.signbit(array))
+    numbers = ~np.isnan(array)
+    assert np.array_equal(np.signbit(back[numbers]), np.signbit(array[numbers]))

@@ -98,7 +98,9 @@ def test_real_template_simulates_with_in_range_overrides(path: Path, tmp_path: P
 
 def test_warehouse_picker_waves_matches_derived_example(flowtime_templates: Path) -> None:
     """§16.6 at default parameters, exact."""
-    evaluation = evaluate(generate_model(load_template(flowtime_templates / "warehouse-picker-waves.yaml"), {}))
+    evaluation = evaluate(
+        generate_model(load_template(flowtime_templates / "warehouse-picker-waves.yaml"), {})
+    )
     expected = {
         "order_demand": [120, 135, 150, 190, 210, 220, 205, 185, 170, 160, 150, 140],
         "intake_capacity": [130, 150, 160, 200, 210, 210, 195, 185, 175, 165, 155, 150],
@@ -131,11 +133,15 @@ def test_loop_parity_totals_and_classes(flowtime_templates: Path, tmp_path: Path
     assert run.node_series("total_errors").tolist() == [0] * 12
 
 
-def test_same_inputs_give_identical_csvs_and_run_id(flowtime_templates: Path, tmp_path: Path) -> None:
+def test_same_inputs_give_identical_csvs_and_run_id(
+    flowtime_templates: Path, tmp_path: Path
+) -> None:
     """Determinism: byte-identical CSVs and the same deterministic run id, whatever the clock."""
     template = load_template(flowtime_templates / "transportation-basic-classes.yaml")
     first = simulate(template, {"bins": 48}, tmp_path / "a", rng_seed=5, now=NOW)
-    second = simulate(template, {"bins": 48}, tmp_path / "b", rng_seed=5, now=datetime(2030, 1, 1, tzinfo=UTC))
+    second = simulate(
+        template, {"bins": 48}, tmp_path / "b", rng_seed=5, now=datetime(2030, 1, 1, tzinfo=UTC)
+    )
     third = simulate(template, {"bins": 48}, tmp_path / "c", rng_seed=5, now=NOW)
     assert first.run_id == second.run_id
     for sid in first.series_ids:
@@ -143,7 +149,9 @@ def test_same_inputs_give_identical_csvs_and_run_id(flowtime_templates: Path, tm
         assert a == (second.path / "series" / f"{sid}.csv").read_bytes()
     for name in (*RUN_FILES, "model/telemetry/telemetry-manifest.json"):
         assert (first.path / name).read_bytes() == (third.path / name).read_bytes(), name
-    assert simulate(template, {"bins": 48}, tmp_path / "d", rng_seed=6, now=NOW).run_id != first.run_id
+    assert (
+        simulate(template, {"bins": 48}, tmp_path / "d", rng_seed=6, now=NOW).run_id != first.run_id
+    )
 
 
 @settings(max_examples=25, deadline=None)
@@ -161,7 +169,12 @@ def test_warehouse_evaluation_is_deterministic_and_sized(
         pytest.skip("FlowTime templates not available")
     path = next(p for p in TEMPLATES if p.stem == "warehouse-picker-waves")
     template = load_template(path)
-    params = {"waveCapacity": wave, "packCapacity": pack, "wavePeriodBins": period, "wavePhaseOffset": phase}
+    params = {
+        "waveCapacity": wave,
+        "packCapacity": pack,
+        "wavePeriodBins": period,
+        "wavePhaseOffset": phase,
+    }
     first = evaluate(generate_model(template, params))
     second = evaluate(generate_model(template, params))
     assert list(first) == list(second)

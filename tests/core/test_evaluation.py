@@ -46,7 +46,13 @@ def expr(node_id: str, text: str) -> dict[str, Any]:
 
 
 def queue(node_id: str, inflow: str, outflow: str, **extra: Any) -> dict[str, Any]:
-    return {"id": node_id, "kind": "serviceWithBuffer", "inflow": inflow, "outflow": outflow, **extra}
+    return {
+        "id": node_id,
+        "kind": "serviceWithBuffer",
+        "inflow": inflow,
+        "outflow": outflow,
+        **extra,
+    }
 
 
 def values(model: Model, node_id: str) -> list[float]:
@@ -70,7 +76,11 @@ def test_simple_queue_fixture() -> None:
 def test_dispatch_schedule_gates_outflow() -> None:
     """topology-dispatch: P=3, in 10, out 5 -> [5,15,25,30,40,50]."""
     schedule = {"kind": "time-based", "periodBins": 3, "phaseOffset": 0}
-    nodes = [const("i", [10] * 6), const("o", [5] * 6), queue("q", "i", "o", dispatchSchedule=schedule)]
+    nodes = [
+        const("i", [10] * 6),
+        const("o", [5] * 6),
+        queue("q", "i", "o", dispatchSchedule=schedule),
+    ]
     assert values(make_model(nodes, 6), "q") == [5, 15, 25, 30, 40, 50]
 
 
@@ -90,7 +100,11 @@ def test_dispatch_schedule_does_not_mutate_shared_outflow() -> None:
 
 def test_unsupported_dispatch_kind_is_rejected() -> None:
     """Only time-based schedules parse."""
-    nodes = [const("i", [1]), const("o", [1]), queue("q", "i", "o", dispatchSchedule={"kind": "periodic", "periodBins": 3})]
+    nodes = [
+        const("i", [1]),
+        const("o", [1]),
+        queue("q", "i", "o", dispatchSchedule={"kind": "periodic", "periodBins": 3}),
+    ]
     with pytest.raises(FlowdropError) as caught:
         evaluate(make_model(nodes, 1))
     assert caught.value.code is ErrorCode.TEMPLATE_INVALID
@@ -103,7 +117,11 @@ def _backpressure_topology(arrivals: str) -> dict[str, Any]:
             {
                 "id": "Buffer",
                 "kind": "serviceWithBuffer",
-                "semantics": {"arrivals": arrivals, "served": "served", "queueDepth": "queue_depth"},
+                "semantics": {
+                    "arrivals": arrivals,
+                    "served": "served",
+                    "queueDepth": "queue_depth",
+                },
             }
         ]
     }
@@ -132,7 +150,9 @@ def test_feedback_through_shift_is_evaluated_bin_by_bin() -> None:
     ]
     result = evaluate(make_model(nodes, 8, topology=_backpressure_topology("effective")))
     assert result["effective"].tolist() == pytest.approx([100, 0, 0, 20, 20, 20, 20, 20], abs=1e-10)
-    assert result["queue_depth"].tolist() == pytest.approx([80, 60, 40, 40, 40, 40, 40, 40], abs=1e-10)
+    assert result["queue_depth"].tolist() == pytest.approx(
+        [80, 60, 40, 40, 40, 40, 40, 40], abs=1e-10
+    )
     assert result["pressure"][0] == pytest.approx(1.0, abs=1e-10)
 
 
@@ -169,7 +189,12 @@ def test_retry_echo_is_synthesised_with_default_kernel() -> None:
             {
                 "id": "Svc",
                 "kind": "service",
-                "semantics": {"arrivals": "arr", "served": "srv", "errors": "err", "retryEcho": "retry_echo"},
+                "semantics": {
+                    "arrivals": "arr",
+                    "served": "srv",
+                    "errors": "err",
+                    "retryEcho": "retry_echo",
+                },
             }
         ]
     }
@@ -194,7 +219,9 @@ def test_hello_model() -> None:
         (([1, 3], [2, 2]), 2.0),
     ],
 )
-def test_pmf_evaluates_to_expected_value(pmf: tuple[list[float], list[float]], expected: float) -> None:
+def test_pmf_evaluates_to_expected_value(
+    pmf: tuple[list[float], list[float]], expected: float
+) -> None:
     """PMF nodes are their expected value in every bin (renormalised only when |sum-1| > 1e-6)."""
     node = {"id": "p", "kind": "pmf", "pmf": {"values": pmf[0], "probabilities": pmf[1]}}
     assert values(make_model([node], 3), "p") == [expected] * 3
@@ -218,7 +245,12 @@ def test_router_class_and_weight_routes() -> None:
         const("alpha", [4, 6]),
         const("beta", [6, 4]),
         expr("source", "alpha + beta"),
-        _router([{"target": "airport_flow", "classes": ["Alpha"]}, {"target": "general_flow", "weight": 1}]),
+        _router(
+            [
+                {"target": "airport_flow", "classes": ["Alpha"]},
+                {"target": "general_flow", "weight": 1},
+            ]
+        ),
         expr("airport_flow", "0"),
         expr("general_flow", "0"),
         expr("downstream", "airport_flow + general_flow"),
@@ -247,7 +279,10 @@ def test_router_weights_split_the_source() -> None:
 @pytest.mark.parametrize(
     ("routes", "expected"),
     [
-        ([{"target": "airport", "classes": ["Airport"]}, {"target": "general", "weight": 1}], {"airport": 40, "general": 60}),
+        (
+            [{"target": "airport", "classes": ["Airport"]}, {"target": "general", "weight": 1}],
+            {"airport": 40, "general": 60},
+        ),
         (
             [
                 {"target": "airport", "classes": ["Airport"]},

@@ -39,7 +39,7 @@ def test_input_hash_sorts_parameters_and_drops_nulls() -> None:
 
 def test_dotnet_json_escapes_like_system_text_json() -> None:
     """Non-ASCII and HTML-sensitive characters become uppercase \\uXXXX escapes."""
-    text = dotnet_json({"m": "it's <a> & b+c → \"q\" \\ \n 😀", "n": [1, 2.0, 0.2, 1e20]})
+    text = dotnet_json({"m": 'it\'s <a> & b+c → "q" \\ \n 😀', "n": [1, 2.0, 0.2, 1e20]})
     assert text == (
         '{"m":"it\\u0027s \\u003Ca\\u003E \\u0026 b\\u002Bc \\u2192 \\u0022q\\u0022 \\\\ \\n '
         '\\uD83D\\uDE00","n":[1,2,0.2,1E+20]}'

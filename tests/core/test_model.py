@@ -47,8 +47,13 @@ NOW = datetime(2026, 5, 4, 7, 16, 46, 123456, tzinfo=UTC)
 
 @pytest.mark.parametrize(
     ("name", "expected"),
-    [("IngressQueue", "ingress_queue"), ("HubQueue", "hub_queue"), ("PickerWave", "picker_wave"),
-     ("API_Gateway", "a_p_i_gateway"), ("My Node-2", "my_node_2")],
+    [
+        ("IngressQueue", "ingress_queue"),
+        ("HubQueue", "hub_queue"),
+        ("PickerWave", "picker_wave"),
+        ("API_Gateway", "a_p_i_gateway"),
+        ("My Node-2", "my_node_2"),
+    ],
 )
 def test_snake(name: str, expected: str) -> None:
     """Upstream snake-casing of topology ids (§4.4)."""
@@ -82,8 +87,20 @@ def test_explicit_queue_id_is_honoured() -> None:
 def test_model_document_shape_and_yaml_round_trip() -> None:
     """Field order, grid.start from window.start, provenance; to_yaml parses back to the document."""
     model = generate_model(load_template(BASE), {"bins": 3}, now=NOW)
-    assert list(model.document) == ["schemaVersion", "grid", "nodes", "outputs", "topology", "provenance"]
-    assert model.document["grid"] == {"bins": 3, "binSize": 5, "binUnit": "minutes", "start": "2025-01-01T00:00:00Z"}
+    assert list(model.document) == [
+        "schemaVersion",
+        "grid",
+        "nodes",
+        "outputs",
+        "topology",
+        "provenance",
+    ]
+    assert model.document["grid"] == {
+        "bins": 3,
+        "binSize": 5,
+        "binUnit": "minutes",
+        "start": "2025-01-01T00:00:00Z",
+    }
     provenance = model.provenance
     assert provenance["generator"] == "flowtime-sim/0.6.0"
     assert provenance["generatedAt"] == "2026-05-04T07:16:46.1234560Z"
@@ -96,14 +113,18 @@ def test_model_document_shape_and_yaml_round_trip() -> None:
 def test_inline_profile_expands_pmf_to_const() -> None:
     """pmf [20,40]/[0.5,0.5] with weights [0.5,1.5,1.0] -> const [15,45,30] (§16.3)."""
     text = BASE.replace(
-        "  - id: lost\n    kind: expr\n    expr: \"0\"\n",
+        '  - id: lost\n    kind: expr\n    expr: "0"\n',
         "  - id: lost\n    kind: pmf\n    pmf: {values: [20, 40], probabilities: [0.5, 0.5]}\n"
         "    profile: {kind: inline, weights: [0.5, 1.5, 1.0]}\n",
     )
     node = next(n for n in generate_model(load_template(text), {}).nodes if n["id"] == "lost")
     assert node["kind"] == "const"
     assert node["values"] == pytest.approx([15, 45, 30], abs=1e-6)
-    assert node["metadata"] == {"origin.kind": "pmf", "profile.kind": "inline", "pmf.expected": "30"}
+    assert node["metadata"] == {
+        "origin.kind": "pmf",
+        "profile.kind": "inline",
+        "pmf.expected": "30",
+    }
 
 
 def test_builtin_profile_keeps_mean_and_exact_values() -> None:
@@ -112,7 +133,7 @@ def test_builtin_profile_keeps_mean_and_exact_values() -> None:
         BASE.replace("default: 3", "default: 12")
         .replace("values: [10, 10, 10]", "values: [10, 10, 10, 10, 10, 10, 10, 10, 10, 10, 10, 10]")
         .replace(
-            "  - id: lost\n    kind: expr\n    expr: \"0\"\n",
+            '  - id: lost\n    kind: expr\n    expr: "0"\n',
             "  - id: lost\n    kind: pmf\n    pmf: {values: [50, 100], probabilities: [0.4, 0.6]}\n"
             "    profile: {kind: builtin, name: weekday-office}\n",
         )
@@ -170,8 +191,11 @@ def test_transportation_arrivals_north_profile(flowtime_templates: Path) -> None
         ({"bins": 4}, ErrorCode.TEMPLATE_INVALID, "ConstSeriesNode"),
         ({"bins": 0}, ErrorCode.TEMPLATE_INVALID, "Grid bins must be greater than zero."),
         ({"bins": 20000}, ErrorCode.TEMPLATE_INVALID, "Grid bins must be between 1 and 10000."),
-        ({"bins": "x"}, ErrorCode.TEMPLATE_INVALID,
-         'Template failed schema validation: #/grid/bins: Value is "string" but should be "integer"'),
+        (
+            {"bins": "x"},
+            ErrorCode.TEMPLATE_INVALID,
+            'Template failed schema validation: #/grid/bins: Value is "string" but should be "integer"',
+        ),
     ],
 )
 def test_grid_parameter_errors(overrides: dict[str, object], code: ErrorCode, message: str) -> None:
@@ -185,7 +209,8 @@ def test_grid_parameter_errors(overrides: dict[str, object], code: ErrorCode, me
 def test_const_length_check_names_parameter_and_node() -> None:
     """An array parameter feeding const values must have grid.bins items (§1.4)."""
     text = BASE.replace("values: [10, 10, 10]", "values: ${pattern}").replace(
-        "    default: 3\n", "    default: 3\n  - name: pattern\n    type: array\n    default: [1, 2]\n"
+        "    default: 3\n",
+        "    default: 3\n  - name: pattern\n    type: array\n    default: [1, 2]\n",
     )
     with pytest.raises(FlowdropError) as caught:
         generate_model(load_template(text), {})
@@ -213,4 +238,7 @@ def test_unsupported_mode() -> None:
     """Only simulation and telemetry modes exist."""
     with pytest.raises(FlowdropError) as caught:
         generate_model(load_template(BASE), {}, mode="replay")
-    assert caught.value.message == "Unsupported template mode 'replay'. Expected 'simulation' or 'telemetry'."
+    assert (
+        caught.value.message
+        == "Unsupported template mode 'replay'. Expected 'simulation' or 'telemetry'."
+    )

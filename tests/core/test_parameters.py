@@ -81,10 +81,26 @@ def test_substitution_unquotes_structured_values_and_keeps_unknown_placeholders(
         ({}, "Parameter 'weights' requires an array value.", "parameters.weights"),
         ({"weights": "abc"}, "Parameter 'weights' expects an array value.", "parameters.weights"),
         ({"weights": 5}, "Parameter 'weights' expects an array value.", "parameters.weights"),
-        ({"weights": [1], "counts": [1.5]}, "Parameter 'counts' element at index 0 must be an integer.", "parameters.counts[0]"),
-        ({"weights": [1], "counts": [1, -1]}, "Parameter 'counts' element at index 1 (-1) is below minimum 0.", "parameters.counts[1]"),
-        ({"weights": [1], "counts": [101]}, "Parameter 'counts' element at index 0 (101) exceeds maximum 100.", "parameters.counts[0]"),
-        ({"weights": ["x"]}, "Parameter 'weights' element at index 0 must be numeric.", "parameters.weights[0]"),
+        (
+            {"weights": [1], "counts": [1.5]},
+            "Parameter 'counts' element at index 0 must be an integer.",
+            "parameters.counts[0]",
+        ),
+        (
+            {"weights": [1], "counts": [1, -1]},
+            "Parameter 'counts' element at index 1 (-1) is below minimum 0.",
+            "parameters.counts[1]",
+        ),
+        (
+            {"weights": [1], "counts": [101]},
+            "Parameter 'counts' element at index 0 (101) exceeds maximum 100.",
+            "parameters.counts[0]",
+        ),
+        (
+            {"weights": ["x"]},
+            "Parameter 'weights' element at index 0 must be numeric.",
+            "parameters.weights[0]",
+        ),
     ],
 )
 def test_array_parameter_errors(overrides: dict[str, Any], message: str, path: str) -> None:

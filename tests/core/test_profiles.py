@@ -43,12 +43,19 @@ def test_inline_weights_are_normalised_to_mean_one() -> None:
     ("kind", "name", "weights", "message"),
     [
         ("builtin", "night-owl", None, "Unknown builtin profile 'night-owl'."),
-        ("inline", None, [1.0], "Inline profile weights must contain exactly 3 values to match grid.bins."),
+        (
+            "inline",
+            None,
+            [1.0],
+            "Inline profile weights must contain exactly 3 values to match grid.bins.",
+        ),
         ("weird", None, None, "Profile kind 'weird' is not supported. Use 'builtin' or 'inline'."),
         ("inline", None, [0.0, 0.0, 0.0], "Profile weights must have a positive average."),
     ],
 )
-def test_profile_errors(kind: str, name: str | None, weights: list[float] | None, message: str) -> None:
+def test_profile_errors(
+    kind: str, name: str | None, weights: list[float] | None, message: str
+) -> None:
     """Bad profiles are TEMPLATE_INVALID with FlowTime's message."""
     with pytest.raises(FlowdropError) as caught:
         resolve_profile(kind, name, weights, 3)

@@ -65,7 +65,10 @@ def test_template_without_rng_or_pmf_is_deterministic() -> None:
         ("   \n", "Template YAML content is empty."),
         ("- a\n- b\n", "YAML parsing error: the template root must be a mapping."),
         ("metadata: {title: X}\n", "Template metadata.id is required."),
-        ("metadata: [\n", "YAML parsing error: expected the node content, but found '<stream end>' (line 2, column 1)"),
+        (
+            "metadata: [\n",
+            "YAML parsing error: expected the node content, but found '<stream end>' (line 2, column 1)",
+        ),
     ],
 )
 def test_invalid_templates(text: str, message: str) -> None:

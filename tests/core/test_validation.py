@@ -50,25 +50,100 @@ def test_valid_template_generates() -> None:
 @pytest.mark.parametrize(
     ("old", "new", "message", "path"),
     [
-        ("generator: flowtime-sim", "generator: other", "Template generator must be 'flowtime-sim'.", "generator"),
-        ("version: 1.0.0", "version: v1", "Template metadata.version 'v1' must be a semantic version (e.g., 1.0.0).", "metadata.version"),
+        (
+            "generator: flowtime-sim",
+            "generator: other",
+            "Template generator must be 'flowtime-sim'.",
+            "generator",
+        ),
+        (
+            "version: 1.0.0",
+            "version: v1",
+            "Template metadata.version 'v1' must be a semantic version (e.g., 1.0.0).",
+            "metadata.version",
+        ),
         ("title: V, ", "", "Template metadata.title is required.", "metadata.title"),
-        ("timezone: UTC", "timezone: CET", "Template window.timezone must be 'UTC'.", "window.timezone"),
+        (
+            "timezone: UTC",
+            "timezone: CET",
+            "Template window.timezone must be 'UTC'.",
+            "window.timezone",
+        ),
         ("binSize: 5", "binSize: 0", "Grid binSize must be greater than zero.", "grid.binSize"),
-        ("binUnit: minutes", "binUnit: ''", "Grid binUnit is required (e.g., 'minutes').", "grid.binUnit"),
+        (
+            "binUnit: minutes",
+            "binUnit: ''",
+            "Grid binUnit is required (e.g., 'minutes').",
+            "grid.binUnit",
+        ),
         ("  - id: p\n", "  - id: a\n", "Duplicate node id 'a' detected.", "nodes[2].id"),
-        ("    kind: const\n", "    kind: Const\n", "Node 'a' has unsupported kind 'Const'.", "nodes[0].kind"),
-        ('expr: "a"', 'expr: "b"', "Expression node 's' references unknown node 'b'.", "nodes[1].expr"),
+        (
+            "    kind: const\n",
+            "    kind: Const\n",
+            "Node 'a' has unsupported kind 'Const'.",
+            "nodes[0].kind",
+        ),
+        (
+            'expr: "a"',
+            'expr: "b"',
+            "Expression node 's' references unknown node 'b'.",
+            "nodes[1].expr",
+        ),
         ('expr: "a"', "expression: a", "Expression node 's' must define expr.", "nodes[1].expr"),
-        ("probabilities: [0.5, 0.5]", "probabilities: [0.5, 0.6]", "PMF node 'p' probabilities must sum to 1.0 (received 1.1).", "nodes[2].pmf.probabilities"),
-        ("probabilities: [0.5, 0.5]", "probabilities: [0.5]", "PMF node 'p' values and probabilities must have the same length.", "nodes[2].pmf.probabilities"),
-        ("probabilities: [0.5, 0.5]", "probabilities: [1.5, -0.5]", "PMF node 'p' probabilities must be non-negative.", "nodes[2].pmf.probabilities"),
-        ("  - series: s\n", "  - series: zz\n", "Output references unknown series 'zz'.", "outputs[0].series"),
-        ("served: s}", "served: missing}", "Topology node 'Svc' semantics.served references unknown series 'missing'.", "topology.nodes[0].semantics.served"),
-        ("served: s}", "served: s, parallelism: 2}", "Topology node 'Svc' of kind service must not define semantics.parallelism.", "topology.nodes[0].semantics.parallelism"),
-        ("classId: Gold", "classId: Silver", "Class 'Silver' is not declared under classes.", "traffic.arrivals[0].classId"),
-        ("nodeId: a, classId: Gold,", "nodeId: a,", "Arrival targeting 'a' must declare classId because classes are defined.", "traffic.arrivals[0].classId"),
-        ("kind: pcg32", "kind: mt19937", "Unsupported RNG kind 'mt19937'. Expected 'pcg32'.", "rng.kind"),
+        (
+            "probabilities: [0.5, 0.5]",
+            "probabilities: [0.5, 0.6]",
+            "PMF node 'p' probabilities must sum to 1.0 (received 1.1).",
+            "nodes[2].pmf.probabilities",
+        ),
+        (
+            "probabilities: [0.5, 0.5]",
+            "probabilities: [0.5]",
+            "PMF node 'p' values and probabilities must have the same length.",
+            "nodes[2].pmf.probabilities",
+        ),
+        (
+            "probabilities: [0.5, 0.5]",
+            "probabilities: [1.5, -0.5]",
+            "PMF node 'p' probabilities must be non-negative.",
+            "nodes[2].pmf.probabilities",
+        ),
+        (
+            "  - series: s\n",
+            "  - series: zz\n",
+            "Output references unknown series 'zz'.",
+            "outputs[0].series",
+        ),
+        (
+            "served: s}",
+            "served: missing}",
+            "Topology node 'Svc' semantics.served references unknown series 'missing'.",
+            "topology.nodes[0].semantics.served",
+        ),
+        (
+            "served: s}",
+            "served: s, parallelism: 2}",
+            "Topology node 'Svc' of kind service must not define semantics.parallelism.",
+            "topology.nodes[0].semantics.parallelism",
+        ),
+        (
+            "classId: Gold",
+            "classId: Silver",
+            "Class 'Silver' is not declared under classes.",
+            "traffic.arrivals[0].classId",
+        ),
+        (
+            "nodeId: a, classId: Gold,",
+            "nodeId: a,",
+            "Arrival targeting 'a' must declare classId because classes are defined.",
+            "traffic.arrivals[0].classId",
+        ),
+        (
+            "kind: pcg32",
+            "kind: mt19937",
+            "Unsupported RNG kind 'mt19937'. Expected 'pcg32'.",
+            "rng.kind",
+        ),
         ("seed: 1", "seed: ''", "RNG seed is required when rng block is specified.", "rng.seed"),
     ],
 )
@@ -91,12 +166,18 @@ def test_edges_required_with_several_topology_nodes() -> None:
     )
     with pytest.raises(FlowdropError) as caught:
         generate(text)
-    assert caught.value.message == "Topology edges are required when more than one topology node exists."
+    assert (
+        caught.value.message
+        == "Topology edges are required when more than one topology node exists."
+    )
 
 
 def test_queue_synthesis_needs_arrivals() -> None:
     """A buffered topology node without arrivals cannot get a queue."""
-    text = VALID.replace("kind: service\n      semantics: {arrivals: a, served: s}", "kind: queue\n      semantics: {served: s}")
+    text = VALID.replace(
+        "kind: service\n      semantics: {arrivals: a, served: s}",
+        "kind: queue\n      semantics: {served: s}",
+    )
     with pytest.raises(FlowdropError) as caught:
         generate(text)
     assert caught.value.message == (
@@ -117,12 +198,14 @@ def test_unknown_root_key_fails_schema_validation() -> None:
 def test_router_rules() -> None:
     """Routers need inputs.queue, routes and targets with classes or weight."""
     router = (
-        "  - id: r\n    kind: router\n    inputs: {queue: a}\n"
-        "    routes:\n      - {target: s}\n"
+        "  - id: r\n    kind: router\n    inputs: {queue: a}\n    routes:\n      - {target: s}\n"
     )
     with pytest.raises(FlowdropError) as caught:
         generate(VALID.replace("outputs:", router + "outputs:"))
-    assert caught.value.message == "Router node 'r' route targeting 's' must specify classes or weight."
+    assert (
+        caught.value.message
+        == "Router node 'r' route targeting 's' must specify classes or weight."
+    )
     with pytest.raises(FlowdropError) as caught:
         generate(VALID.replace("outputs:", router.replace("{queue: a}", "{queue: q}") + "outputs:"))
     assert caught.value.message == "Router node 'r' references unknown queue 'q'."

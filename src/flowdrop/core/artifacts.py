@@ -231,7 +231,11 @@ def write_run(
 
     coverage = class_coverage(declared, captured)
     classes_json = [
-        {"id": str(c.get("id")), "displayName": c.get("displayName"), "description": c.get("description")}
+        {
+            "id": str(c.get("id")),
+            "displayName": c.get("displayName"),
+            "description": c.get("description"),
+        }
         for c in model.classes
     ]
     warnings = analyze(compiled.get("topology") or {}, evaluation)

@@ -75,7 +75,11 @@ def _call_classes(
         names = list(dict.fromkeys([*ac, *bc]))
         zero = np.zeros(bins)
         picked = {
-            c: np.where(use_a, ac.get(c, zero) * nx.divide(total, at), bc.get(c, zero) * nx.divide(total, bt))
+            c: np.where(
+                use_a,
+                ac.get(c, zero) * nx.divide(total, at),
+                bc.get(c, zero) * nx.divide(total, bt),
+            )
             for c in names
         }
         return total, picked

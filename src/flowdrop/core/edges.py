@@ -48,7 +48,8 @@ def _is_throughput(edge: Mapping[str, Any]) -> bool:
 
 
 def _weight(edge: Mapping[str, Any]) -> float:
-    weight = float(edge.get("weight") if edge.get("weight") is not None else 1.0)
+    raw = edge.get("weight")
+    weight = float(raw) if raw is not None else 1.0
     return weight if weight > 0 else 1.0
 
 
@@ -63,10 +64,10 @@ def edge_series(
     edges = topology.get("edges") or []
     if not edges:
         return {}, {}
-    semantics = {
-        str(t.get("id")): (t.get("semantics") or {}) for t in topology.get("nodes") or []
+    semantics = {str(t.get("id")): (t.get("semantics") or {}) for t in topology.get("nodes") or []}
+    kinds = {
+        str(t.get("id")): str(t.get("kind") or "").lower() for t in topology.get("nodes") or []
     }
-    kinds = {str(t.get("id")): str(t.get("kind") or "").lower() for t in topology.get("nodes") or []}
     routed, _ = route_volumes(graph, series, classes) if graph.routers else ({}, {})
 
     def sem_series(node: str, field: str) -> FloatArray | None:

@@ -11,6 +11,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
+import numpy.typing as npt
 
 from flowdrop.core.errors import ErrorCode, FlowdropError
 from flowdrop.core.expressions import ExpressionError, evaluate_bin, evaluate_series
@@ -54,11 +55,12 @@ def _lookup(series: Mapping[str, FloatArray], name: str, node_id: str) -> FloatA
         ) from None
 
 
-def dispatch_mask(bins: int, period: int, phase: int) -> FloatArray:
+def dispatch_mask(bins: int, period: int, phase: int) -> npt.NDArray[np.bool_]:
     """True on dispatch bins: ``t >= phase'`` and ``(t - phase') % period == 0``."""
     phase = ((phase % period) + period) % period
     t = np.arange(bins)
-    return (t >= phase) & ((t - phase) % period == 0)
+    mask: npt.NDArray[np.bool_] = (t >= phase) & ((t - phase) % period == 0)
+    return mask
 
 
 def gated_outflow(node: Node, series: Mapping[str, FloatArray], bins: int) -> FloatArray:
@@ -121,7 +123,10 @@ def _evaluate_node(node: Node, series: Mapping[str, FloatArray], bins: int) -> F
 
 
 def _evaluate_slice(
-    graph: Graph, members: list[str], series: dict[str, FloatArray], overrides: Mapping[str, FloatArray]
+    graph: Graph,
+    members: list[str],
+    series: dict[str, FloatArray],
+    overrides: Mapping[str, FloatArray],
 ) -> None:
     bins = graph.bins
     columns = {m: np.zeros(bins) for m in members if m not in overrides}

@@ -57,7 +57,9 @@ class _Parser:
         self.pos = 0
 
     def error(self, message: str, pos: int | None = None) -> ExpressionError:
-        return ExpressionError(f"Parse error at position {self.pos if pos is None else pos}: {message}")
+        return ExpressionError(
+            f"Parse error at position {self.pos if pos is None else pos}: {message}"
+        )
 
     def skip(self) -> None:
         while self.pos < len(self.text) and self.text[self.pos].isspace():

@@ -66,7 +66,9 @@ class Graph:
 
 def retry_kernel(raw: Any) -> list[float]:
     """RetryKernelPolicy: default kernel, <= 32 taps, negatives -> 0, scaled to sum <= 1."""
-    values = [float(v) for v in raw] if isinstance(raw, list) and raw else list(DEFAULT_RETRY_KERNEL)
+    values = (
+        [float(v) for v in raw] if isinstance(raw, list) and raw else list(DEFAULT_RETRY_KERNEL)
+    )
     values = [v if math.isfinite(v) and v >= 0 else 0.0 for v in values[:32]]
     total = sum(values)
     return [v / total for v in values] if total > 1 else values
@@ -85,41 +87,43 @@ def compile_document(document: dict[str, Any]) -> dict[str, Any]:
         kind = str(tnode.get("kind") or "").lower()
         existing = {str(n.get("id")).lower() for n in nodes}
         depth = str(semantics.get("queueDepth") or "")
-        if kind in ("servicewithbuffer", "queue", "dlq") and not depth.startswith("file:"):
-            if not depth or depth == "self" or depth.lower() not in existing:
-                arrivals = str(semantics.get("arrivals") or "")
-                if not arrivals:
-                    raise model_error(
-                        f"Topology node '{tnode.get('id')}' must define semantics.arrivals to "
-                        "synthesize queue depth.",
-                        nodeId=str(tnode.get("id")),
-                    )
-                if depth and depth != "self":
-                    queue_id = depth
-                else:
-                    base = snake(str(tnode.get("id"))) + "_queue"
-                    queue_id, k = base, 0
-                    while queue_id.lower() in existing:
-                        k += 1
-                        queue_id = f"{base}_{k}"
-                synthesized: dict[str, Any] = {
-                    "id": queue_id,
-                    "kind": "serviceWithBuffer",
-                    "inflow": arrivals,
-                    "outflow": semantics.get("served") or semantics.get("capacity"),
-                }
-                if semantics.get("errors"):
-                    synthesized["loss"] = semantics["errors"]
-                if tnode.get("dispatchSchedule"):
-                    synthesized["dispatchSchedule"] = tnode["dispatchSchedule"]
-                synthesized["metadata"] = {"graph.hidden": "true", "series.origin": "derived"}
-                nodes.append(synthesized)
-                semantics["queueDepth"] = queue_id
+        buffered = kind in ("servicewithbuffer", "queue", "dlq") and not depth.startswith("file:")
+        if buffered and (not depth or depth == "self" or depth.lower() not in existing):
+            arrivals = str(semantics.get("arrivals") or "")
+            if not arrivals:
+                raise model_error(
+                    f"Topology node '{tnode.get('id')}' must define semantics.arrivals to "
+                    "synthesize queue depth.",
+                    nodeId=str(tnode.get("id")),
+                )
+            if depth and depth != "self":
+                queue_id = depth
+            else:
+                base = snake(str(tnode.get("id"))) + "_queue"
+                queue_id, k = base, 0
+                while queue_id.lower() in existing:
+                    k += 1
+                    queue_id = f"{base}_{k}"
+            synthesized: dict[str, Any] = {
+                "id": queue_id,
+                "kind": "serviceWithBuffer",
+                "inflow": arrivals,
+                "outflow": semantics.get("served") or semantics.get("capacity"),
+            }
+            if semantics.get("errors"):
+                synthesized["loss"] = semantics["errors"]
+            if tnode.get("dispatchSchedule"):
+                synthesized["dispatchSchedule"] = tnode["dispatchSchedule"]
+            synthesized["metadata"] = {"graph.hidden": "true", "series.origin": "derived"}
+            nodes.append(synthesized)
+            semantics["queueDepth"] = queue_id
         echo = str(semantics.get("retryEcho") or "")
         source = semantics.get("failures") or semantics.get("errors")
         existing = {str(n.get("id")).lower() for n in nodes}
         if echo and not echo.startswith("file:") and echo.lower() not in existing and source:
-            kernel = ", ".join(format_shortest(k) for k in retry_kernel(semantics.get("retryKernel")))
+            kernel = ", ".join(
+                format_shortest(k) for k in retry_kernel(semantics.get("retryKernel"))
+            )
             nodes.append(
                 {
                     "id": echo,
@@ -135,7 +139,9 @@ def _pmf_expected(node_id: str, pmf: Mapping[str, Any]) -> float:
     values = [float(v) for v in pmf.get("values") or []]
     probabilities = [float(p) for p in pmf.get("probabilities") or []]
     if not values or len(values) != len(probabilities):
-        raise model_error(f"Node {node_id}: pmf values and probabilities must match", nodeId=node_id)
+        raise model_error(
+            f"Node {node_id}: pmf values and probabilities must match", nodeId=node_id
+        )
     if len(set(values)) != len(values):
         duplicate = next(v for v in values if values.count(v) > 1)
         raise model_error(
@@ -144,10 +150,14 @@ def _pmf_expected(node_id: str, pmf: Mapping[str, Any]) -> float:
     total = 0.0
     for p in probabilities:
         if p < 0 or not math.isfinite(p):
-            raise model_error(f"Node {node_id}: PMF probabilities must be non-negative", nodeId=node_id)
+            raise model_error(
+                f"Node {node_id}: PMF probabilities must be non-negative", nodeId=node_id
+            )
         total += p
     if not total > 0 or not math.isfinite(total):
-        raise model_error(f"Node {node_id}: PMF probabilities must sum to a positive value", nodeId=node_id)
+        raise model_error(
+            f"Node {node_id}: PMF probabilities must sum to a positive value", nodeId=node_id
+        )
     if abs(total - 1.0) > 1e-6:
         probabilities = [p / total for p in probabilities]
     expected = 0.0
@@ -180,7 +190,8 @@ def _build_node(raw: Mapping[str, Any], bins: int) -> Node:
         inflow, outflow = str(raw.get("inflow") or ""), str(raw.get("outflow") or "")
         if not inflow or not outflow:
             raise model_error(
-                f"Node {node_id}: serviceWithBuffer nodes require inflow and outflow", nodeId=node_id
+                f"Node {node_id}: serviceWithBuffer nodes require inflow and outflow",
+                nodeId=node_id,
             )
         loss = str(raw["loss"]) if raw.get("loss") else None
         schedule = _schedule(node_id, raw.get("dispatchSchedule"))
@@ -197,8 +208,8 @@ def _build_node(raw: Mapping[str, Any], bins: int) -> Node:
             schedule=schedule,
         )
     if kind == "router":
-        inputs = raw.get("inputs") or {}
-        queue = str(inputs.get("queue") or "")
+        router_inputs = raw.get("inputs") or {}
+        queue = str(router_inputs.get("queue") or "")
         routes_raw = raw.get("routes") or []
         if not queue or not routes_raw:
             raise model_error(
@@ -230,7 +241,9 @@ def _schedule(node_id: str, raw: Any) -> Schedule | None:
         )
     period = int(raw.get("periodBins") or 0)
     if period <= 0:
-        raise model_error(f"Node {node_id}: dispatchSchedule.periodBins must be > 0.", nodeId=node_id)
+        raise model_error(
+            f"Node {node_id}: dispatchSchedule.periodBins must be > 0.", nodeId=node_id
+        )
     capacity = raw.get("capacitySeries")
     return Schedule(period, int(raw.get("phaseOffset") or 0), str(capacity) if capacity else None)
 

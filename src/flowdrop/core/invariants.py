@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from flowdrop.core.edges import edge_identifier
 from flowdrop.core.evaluation import Evaluation, dispatch_mask, queue_recurrence
@@ -43,7 +44,7 @@ def _warning(
     }
 
 
-def _offending(mask: FloatArray) -> list[int]:
+def _offending(mask: npt.NDArray[np.bool_]) -> list[int]:
     return [int(i) for i in np.flatnonzero(mask)[:5]]
 
 

@@ -166,7 +166,9 @@ def _schema_check(root: dict[str, Any]) -> None:
     problems: list[str] = []
     for key in root:
         if key not in _ROOT_KEYS:
-            problems.append(f"#: Property '{key}' has not been defined and the schema does not allow additional properties.")
+            problems.append(
+                f"#: Property '{key}' has not been defined and the schema does not allow additional properties."
+            )
     if root.get("schemaVersion") != 1:
         problems.append('#/schemaVersion: Expected "1"')
     grid = root.get("grid")
@@ -486,14 +488,18 @@ def generate_model(
                 candidate,
             )
     for i, node in enumerate(root.get("nodes") or []):
-        if isinstance(node, dict) and node.get("kind") == "const" and "values" in node:
-            if not isinstance(node["values"], list):
-                raise invalid(
-                    f"YAML parsing error: const node '{text(node.get('id'))}' values must be a "
-                    "sequence.",
-                    f"nodes[{i}].values",
-                    node["values"],
-                )
+        if (
+            isinstance(node, dict)
+            and node.get("kind") == "const"
+            and "values" in node
+            and not isinstance(node["values"], list)
+        ):
+            raise invalid(
+                f"YAML parsing error: const node '{text(node.get('id'))}' values must be a "
+                "sequence.",
+                f"nodes[{i}].values",
+                node["values"],
+            )
     _queue_synthesis(root)
     _sink_synthesis(root)
     validate_template(root)

@@ -66,7 +66,7 @@ def _element(spec: ParameterSpec, index: int, raw: Any) -> float | int:
             path=f"parameters.{name}[{index}]",
             value=value,
         )
-    return int(round(value)) if is_int else value
+    return round(value) if is_int else value
 
 
 def normalize_array(spec: ParameterSpec, value: Any) -> list[float | int]:
@@ -110,9 +110,9 @@ def merge_parameters(template: Template, overrides: Mapping[str, Any]) -> dict[s
         elif default is not None:
             merged[spec.name] = default
     for name, value in overrides.items():
-        spec = template.parameter(name)
-        if spec is not None and spec.type == "array":
-            merged[name] = normalize_array(spec, value)
+        declared = template.parameter(name)
+        if declared is not None and declared.type == "array":
+            merged[name] = normalize_array(declared, value)
         else:
             merged[name] = value
     for spec in template.parameters:

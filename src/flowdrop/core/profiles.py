@@ -80,4 +80,6 @@ def resolve_profile(
         if any(not math.isfinite(w) or w < 0 for w in values):
             raise _invalid("Inline profile weights must be non-negative.")
         return normalize(values)
-    raise _invalid(f"Profile kind '{kind}' is not supported. Use 'builtin' or 'inline'.", value=kind)
+    raise _invalid(
+        f"Profile kind '{kind}' is not supported. Use 'builtin' or 'inline'.", value=kind
+    )

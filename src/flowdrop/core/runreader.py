@@ -81,7 +81,8 @@ def read_series_csv(path: Path, points: int | None = None) -> FloatArray:
     lines = _read_text(path).splitlines()
     if not lines or lines[0].strip().lower() not in ("bin_index,value", "bin_index,classid,value"):
         raise FlowdropError(
-            ErrorCode.STORAGE_ERROR, f"Series file '{path.name}' has an unexpected header.",
+            ErrorCode.STORAGE_ERROR,
+            f"Series file '{path.name}' has an unexpected header.",
             file=path.name,
         )
     rows = [line.split(",") for line in lines[1:] if line.strip()]
@@ -110,7 +111,9 @@ def read_run(run_dir: Path) -> RunData:
     index = _read_json(run_dir / "series" / "index.json")
     series: dict[str, FloatArray] = {}
     for entry in index.get("series") or []:
-        series[str(entry["id"])] = read_series_csv(run_dir / str(entry["path"]), int(entry["points"]))
+        series[str(entry["id"])] = read_series_csv(
+            run_dir / str(entry["path"]), int(entry["points"])
+        )
     spec_text = _read_text(run_dir / "spec.yaml")
     model = parse_yaml(spec_text)
     metadata_path = run_dir / "model" / "metadata.json"

@@ -444,7 +444,7 @@ def _classes(root: dict[str, Any]) -> None:
             )
         assert isinstance(pattern, dict)
         rate = pattern.get("ratePerBin")
-        if kind.lower() == "constant" and (not is_number(rate) or float(rate) < 0):
+        if kind.lower() == "constant" and (not is_number(rate) or float(str(rate)) < 0):
             raise invalid(
                 f"Arrival targeting '{node_id}' with constant pattern must define ratePerBin >= 0.",
                 f"{where}.pattern.ratePerBin",

@@ -45,7 +45,7 @@ def scalar(value: Any) -> str:
 
 def _is_flow_list(value: Sequence[Any]) -> bool:
     return all(
-        isinstance(v, int | float | str) and not isinstance(v, bool) or v is None for v in value
+        (isinstance(v, int | float | str) and not isinstance(v, bool)) or v is None for v in value
     ) and not any(isinstance(v, str) and len(v) > 40 for v in value)
 
 
@@ -84,9 +84,11 @@ def _emit(value: Any, indent: int, lines: list[str], prefix: str) -> None:
 
 def _inline(value: Any) -> str:
     if isinstance(value, Mapping):
-        return "{}" if not value else "{" + ", ".join(
-            f"{scalar(str(k))}: {_inline(v)}" for k, v in value.items()
-        ) + "}"
+        return (
+            "{}"
+            if not value
+            else "{" + ", ".join(f"{scalar(str(k))}: {_inline(v)}" for k, v in value.items()) + "}"
+        )
     if isinstance(value, list | tuple):
         return "[" + ", ".join(_inline(v) for v in value) + "]"
     return scalar(value)
