@@ -17,6 +17,7 @@ from typing import Any
 from flowdrop.core import engine
 from flowdrop.core.contract import Mode, RunSummary, RunWarning
 from flowdrop.core.errors import ErrorCode, FlowdropError
+from flowdrop.core.failpoints import failpoint
 from flowdrop.core.sandbox import check_id, resolve_inside
 from flowdrop.core.storage import make_staging_dir, publish_dir, remove_tree
 
@@ -131,6 +132,7 @@ class RunStore:
             raise _storage_error("stage", run_id, exc) from exc
         try:
             writer(staging)
+            failpoint("run_before_publish")
             publish_dir(staging, final, replace=replace, root=self.root)
         except FileExistsError:
             remove_tree(staging)
