@@ -58,7 +58,7 @@ from flowdrop.core.contract import (
 )
 from flowdrop.core.errors import ErrorCode, FlowdropError
 from flowdrop.core.failpoints import failpoint
-from flowdrop.core.locking import capture_lock
+from flowdrop.core.locking import capture_lock, lock_path
 from flowdrop.core.replay import replay_bundle
 from flowdrop.core.roots import Roots, RunStore
 from flowdrop.core.sandbox import check_file_name, check_id, check_root, resolve_inside
@@ -227,6 +227,11 @@ class _Job:
             return hashing.deterministic_run_id(self.template.id, input_hash)
         return None
 
+    def _source_run_id(self) -> str:
+        """The deterministic simulation run a bundle is captured from (reused when present)."""
+        sim_hash = self._input_hash(Mode.SIMULATION, self.parameters, {})
+        return hashing.deterministic_run_id(self.template.id, sim_hash)
+
     def _fresh_run_id(self) -> str:
         return f"run_{self.clock():%Y%m%dT%H%M%SZ}_{uuid.uuid4().hex[:8]}"
 
@@ -263,6 +268,8 @@ class _Job:
             self._require_seed("it is simulated")
         input_hash = self._input_hash(Mode.SIMULATION, self.parameters, {})
         run_id = self._target_run_id(input_hash)
+        if run_id is not None:
+            self.store.path(run_id)  # sandbox check before anything is written
         capture = CaptureSummary(
             status=CaptureStatus.NOT_REQUIRED, reason="Simulation runs use no telemetry bundle."
         )
@@ -327,6 +334,12 @@ class _Job:
         self.log = self.log.bind(runId=run_id)
         present = bundle_dir.exists()
         must_generate = self.options.force_capture or not present
+        # Every path this request may write is checked before anything is written.
+        if run_id is not None:
+            self.store.path(run_id)
+        if must_generate:
+            lock_path(self.telemetry_root, key)
+            self.store.path(self._source_run_id())
         if must_generate and not (self.options.auto_capture or self.options.force_capture):
             self.log.info("autocapture_blocked", reason="autoCapture disabled")
             msg = (
@@ -434,7 +447,7 @@ class _Job:
 
     def _capture_locked(self, key: str, bundle_dir: Path) -> CaptureSummary:
         sim_hash = self._input_hash(Mode.SIMULATION, self.parameters, {})
-        sim_run_id = hashing.deterministic_run_id(self.template.id, sim_hash)
+        sim_run_id = self._source_run_id()
         source = self.store.reuse(sim_run_id, Mode.SIMULATION, self.template)
         if source is None:
             self.progress(Phase.SIMULATING, "Simulating template for the telemetry bundle…")
