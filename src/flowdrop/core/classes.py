@@ -71,7 +71,9 @@ def _call_classes(
         return total, {c: nx.convolve(v, taps) for c, v in args[0][1].items()}
     if name in ("MIN", "MAX") and len(args) == 2:
         (at, ac), (bt, bc) = args
-        use_a = total == at
+        # The operand that produced the result lends its class mix; an operand without class
+        # data (a literal) defers to the other one so classes still sum to the total.
+        use_a = (total == at) if (ac and bc) else np.full(bins, bool(ac))
         names = list(dict.fromkeys([*ac, *bc]))
         zero = np.zeros(bins)
         picked = {
