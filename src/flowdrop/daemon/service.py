@@ -36,6 +36,8 @@ from flowdrop.daemon.worker import WorkerPool, WorkQueue
 log = structlog.get_logger("flowdrop.daemon")
 
 ProcessorFactory = Callable[[Settings], Processor]
+# After activity on a temp name in the inbox: scan again after these delays (seconds).
+QUICK_SCANS = (0.002, 0.01, 0.05, 0.2)
 
 
 class StartupError(Exception):
@@ -113,6 +115,7 @@ class Daemon:
         self._overflowed = False
         self._deferred: dict[str, float] = {}
         self._backoff: dict[tuple[str, str], float] = {}
+        self._quick_scans: list[float] = []
         self._deferred_lock = threading.Lock()
         self._mode = WatchMode.POLLING
         self._watcher: InboxWatcher | None = None
@@ -154,6 +157,26 @@ class Daemon:
     def _on_event(self, name: str) -> None:
         if self.queue.put(("inbox", name)):
             self.waker.wake()
+
+    def _on_hint(self) -> None:
+        """A writer is busy with a temp name: scan the inbox soon, a few times."""
+        now = time.monotonic()
+        with self._deferred_lock:
+            self._quick_scans = sorted({*self._quick_scans, *(now + d for d in QUICK_SCANS)})
+        self.waker.wake()
+
+    def _quick_scan_due(self) -> float:
+        """Run a due quick scan; return seconds until the next one (inf when none)."""
+        now = time.monotonic()
+        with self._deferred_lock:
+            due = [t for t in self._quick_scans if t <= now]
+            self._quick_scans = [t for t in self._quick_scans if t > now]
+            following = self._quick_scans[0] - now if self._quick_scans else float("inf")
+        if due:
+            for name in list_inbox(self.spool):
+                if self.queue.put(("inbox", name)):
+                    self.stats.add("hinted")
+        return following
 
     def _backoff_item(self, item: tuple[str, str]) -> None:
         """A file whose handling raised: retry it only after a reconcile interval."""
@@ -211,7 +234,7 @@ class Daemon:
     def _arm(self) -> None:
         self._mode = choose_mode(self.settings.watch, self.spool.inbox)
         if self._mode is WatchMode.INOTIFY:
-            watcher = InboxWatcher(self.spool.inbox, self._on_event)
+            watcher = InboxWatcher(self.spool.inbox, self._on_event, self._on_hint)
             try:
                 watcher.start()
             except OSError as exc:
@@ -373,7 +396,7 @@ class Daemon:
         interval = self.notifier.watchdog_interval
         if interval is not None:
             timeout = min(timeout, interval / 2)
-        return max(0.01, timeout)
+        return max(0.001, timeout)
 
     def _idle(self) -> bool:
         with self._deferred_lock:
@@ -413,7 +436,7 @@ class Daemon:
                     self.scan()
                 elif time.monotonic() - self._last_scan >= self._scan_interval():
                     self.scan()
-                soonest = self._requeue_deferred()
+                soonest = min(self._requeue_deferred(), self._quick_scan_due())
                 self._report()
                 if self.once and self._idle():
                     time.sleep(0.05)  # let a just-finished worker's wake-up settle

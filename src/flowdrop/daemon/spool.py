@@ -38,7 +38,7 @@ from flowdrop.core.contract import (
     State,
     StatusFile,
 )
-from flowdrop.core.errors import ErrorBody
+from flowdrop.core.errors import ErrorBody, ErrorCode, FlowdropError
 from flowdrop.core.storage import atomic_write_bytes, fsync_dir
 
 _ID_RE = re.compile(REQUEST_ID_PATTERN)
@@ -222,6 +222,20 @@ class Outbox:
             self._scrub(result.to_json_bytes()),
             failpoint_name="result_before_rename",
         )
+
+
+def replace_bytes(path: Path, data: bytes) -> None:
+    """Atomic (temp + rename) but not durable: readers see the old or the new file, whole."""
+    temp = path.with_name(f".tmp-{path.name}.{uuid.uuid4().hex[:12]}")
+    try:
+        with open(temp, "wb") as handle:
+            handle.write(data)
+        os.replace(temp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            temp.unlink()
+        msg = f"Could not write '{path.name}': {exc.strerror or exc}."
+        raise FlowdropError(ErrorCode.STORAGE_ERROR, msg, path=path.name, errno=exc.errno) from exc
 
 
 def read_status_file(path: Path) -> StatusFile | None:

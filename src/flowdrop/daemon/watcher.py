@@ -21,9 +21,10 @@ from pathlib import Path
 
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
+from watchdog.observers.inotify_move_event_grouper import InotifyMoveEventGrouper
 
 from flowdrop.daemon.config import WatchMode
-from flowdrop.daemon.spool import is_request_name
+from flowdrop.daemon.spool import is_request_name, is_temp_name
 
 NETWORK_FS_PREFIXES = ("nfs", "cifs", "smb", "fuse.", "9p", "ceph", "glusterfs", "lustre")
 
@@ -85,12 +86,24 @@ def choose_mode(configured: WatchMode, inbox: Path, mountinfo: str | None = None
 
 
 class InboxHandler(FileSystemEventHandler):
-    """Enqueues the names of request files that appear or change; never raises."""
+    """Enqueues the names of request files that appear or change; never raises.
 
-    def __init__(self, inbox: Path, notify: Callable[[str], None]) -> None:
+    Activity on a writer's temporary name (``.x.tmp`` created, written, closed) is passed to
+    ``hint``: a rename to the final name usually follows at once, but watchdog 7.1 holds an
+    ``IN_MOVED_FROM`` for 0.5 s to pair it (and everything queued behind it), so the daemon
+    answers a hint with a few quick inbox scans instead of waiting for the moved event.
+    """
+
+    def __init__(
+        self,
+        inbox: Path,
+        notify: Callable[[str], None],
+        hint: Callable[[], None] = lambda: None,
+    ) -> None:
         super().__init__()
         self._inbox = str(inbox)
         self._notify = notify
+        self._hint = hint
 
     def _name(self, path: str | bytes) -> str | None:
         text = os.fsdecode(path)
@@ -98,6 +111,10 @@ class InboxHandler(FileSystemEventHandler):
             return None
         name = os.path.basename(text)
         return name if is_request_name(name) else None
+
+    def _is_temp_in_inbox(self, path: str | bytes) -> bool:
+        text = os.fsdecode(path)
+        return os.path.dirname(text) == self._inbox and is_temp_name(os.path.basename(text))
 
     def dispatch(self, event: FileSystemEvent) -> None:
         try:
@@ -110,6 +127,8 @@ class InboxHandler(FileSystemEventHandler):
                 name = self._name(path)
                 if name is not None:
                     self._notify(name)
+                elif event.event_type != "moved" and self._is_temp_in_inbox(path):
+                    self._hint()
         except Exception:  # a handler exception would kill the observer
             return
 
@@ -147,18 +166,27 @@ class OverflowDetector(logging.Handler):
 class InboxWatcher:
     """Owns the observer; ``alive`` is false when it died (the daemon then restarts it)."""
 
-    def __init__(self, inbox: Path, notify: Callable[[str], None]) -> None:
+    def __init__(
+        self, inbox: Path, notify: Callable[[str], None], hint: Callable[[], None] = lambda: None
+    ) -> None:
         self.inbox = inbox
         self._notify = notify
+        self._hint = hint
         self._observer: Observer | None = None  # type: ignore[valid-type]
         self._lock = threading.Lock()
         self.restarts = 0
 
     def start(self) -> None:
+        # watchdog 7.1 holds every IN_MOVED_FROM for 0.5 s to pair it with its IN_MOVED_TO, and
+        # its delay queue makes every later event wait behind it: a tmp→final rename in the
+        # inbox would reach us half a second late. We never need the pairing (the destination
+        # name is all we use: an unpaired IN_MOVED_TO arrives as "created"), so this process
+        # turns the hold off. The grouper reads the class attribute when an emitter is built.
+        InotifyMoveEventGrouper.delay = 0.0
         with self._lock:
             observer = Observer()
             observer.daemon = True
-            observer.schedule(InboxHandler(self.inbox, self._notify), str(self.inbox))
+            observer.schedule(InboxHandler(self.inbox, self._notify, self._hint), str(self.inbox))
             observer.start()  # raises OSError on inotify limits (ENOSPC / EMFILE)
             self._observer = observer
 
