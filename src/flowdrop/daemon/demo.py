@@ -58,10 +58,13 @@ def _follow(settings: Settings, request_id: str, started: float) -> Observed:
         status = read_status_file(status_path)
         if status is not None and status.seq > last_seq:
             last_seq = status.seq
-            step = status.phase.value if status.phase else status.state.value
+            label = status.phase.value if status.phase else status.state.value
+            step = label
             if status.message and status.phase:
                 step += f" ({status.message.rstrip('.')})"
-            if not seen.trail or seen.trail[-1] != step:
+            if seen.trail and seen.trail[-1].split(" (")[0] == label:
+                seen.trail[-1] = step  # same phase, newer message
+            else:
                 seen.trail.append(step)
             if status.state.terminal:
                 seen.seconds = time.monotonic() - started
@@ -85,7 +88,8 @@ def _outcome(result: RunResult | None) -> tuple[str, str]:
         key = f" ({result.capture.capture_key})" if result.capture.capture_key else ""
         parts.append(f"bundle {result.capture.status.value}{key}")
     if result.run is not None:
-        parts.append(f"run {result.run.run_id}")
+        reused = " (reused)" if result.run.was_reused else ""
+        parts.append(f"run {result.run.run_id}{reused}")
     return result.state.value, ", ".join(parts)
 
 
@@ -139,7 +143,11 @@ def run_demo(out: TextIO, *, keep: Path | None = None) -> int:
         actual = [_outcome(seen.result)[0] for _name, seen in observed]
         failures = sum(a != e for a, e in zip(actual, expected, strict=True))
         _table(observed, out)
-        quarantined = sorted(p.name for p in (settings.spool / "quarantine").iterdir())
+        quarantine = settings.spool / "quarantine"
+        deadline = time.monotonic() + 5
+        while not any(quarantine.iterdir()) and time.monotonic() < deadline:
+            time.sleep(0.01)  # the rejected file is moved right after its status is written
+        quarantined = sorted(p.name for p in quarantine.iterdir())
         out.write(f"\nspool/outbox: {len(list((settings.spool / 'outbox').iterdir()))} files; ")
         out.write(f"spool/quarantine: {', '.join(quarantined) or '-'}\n")
         out.write(f"done in {time.monotonic() - begin:.1f} s")
