@@ -145,9 +145,16 @@ def run_demo(out: TextIO, *, keep: Path | None = None) -> int:
         _table(observed, out)
         quarantine = settings.spool / "quarantine"
         deadline = time.monotonic() + 5
-        while not any(quarantine.iterdir()) and time.monotonic() < deadline:
-            time.sleep(0.01)  # the rejected file is moved right after its status is written
-        quarantined = sorted(p.name for p in quarantine.iterdir())
+
+        def listed() -> list[str]:
+            return sorted(p.name for p in quarantine.iterdir() if not p.name.startswith("."))
+
+        # The rejected file is moved (after its reason file) right after its status is written.
+        while not [n for n in listed() if not n.endswith(".reason.json")]:
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.01)
+        quarantined = listed()
         out.write(f"\nspool/outbox: {len(list((settings.spool / 'outbox').iterdir()))} files; ")
         out.write(f"spool/quarantine: {', '.join(quarantined) or '-'}\n")
         out.write(f"done in {time.monotonic() - begin:.1f} s")
