@@ -14,7 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 from flowdrop.core.errors import ErrorCode, FlowdropError
-from flowdrop.core.expressions import ExpressionError, evaluate_bin, evaluate_series
+from flowdrop.core.expressions import ExpressionError, evaluate_bin
 from flowdrop.core.graph import Graph, Node, build_graph
 from flowdrop.core.model import Model
 from flowdrop.core.numerics import FloatArray, minimum, safe
@@ -106,9 +106,9 @@ def _evaluate_node(node: Node, series: Mapping[str, FloatArray], bins: int) -> F
     if node.kind == "pmf":
         return np.full(bins, node.expected)
     if node.kind == "expr":
-        assert node.expr is not None
+        assert node.compiled is not None
         try:
-            return evaluate_series(node.expr, series, bins)
+            return node.compiled(series, bins)
         except ExpressionError as exc:
             raise _error(f"Node {node.id}: {exc}", node.id) from None
     if node.kind == "queue":
@@ -178,7 +178,11 @@ def evaluate_graph(
     graph: Graph, overrides: Mapping[str, FloatArray] | None = None
 ) -> dict[str, FloatArray]:
     """Evaluate every node in topological order; overridden nodes take the given arrays."""
-    overrides = overrides or {}
+    with np.errstate(all="ignore"):
+        return _evaluate_all(graph, overrides or {})
+
+
+def _evaluate_all(graph: Graph, overrides: Mapping[str, FloatArray]) -> dict[str, FloatArray]:
     series: dict[str, FloatArray] = {}
     slice_of = {member: members for members in graph.slices for member in members}
     done: set[str] = set()
@@ -200,11 +204,17 @@ def evaluate_graph(
 
 def evaluate(model: Model) -> Evaluation:
     """Evaluate the model: initial pass, router overrides, re-evaluation, classes and edges."""
+    graph = build_graph(model)
+    with np.errstate(all="ignore"):  # NaN/inf follow IEEE by design; no RuntimeWarnings
+        return _evaluate_model(model, graph)
+
+
+def _evaluate_model(model: Model, graph: Graph) -> Evaluation:
+    # Imported here: these modules build on evaluation's queue helpers (import cycle).
     from flowdrop.core.classes import class_contributions
     from flowdrop.core.edges import edge_series
     from flowdrop.core.routing import route_volumes
 
-    graph = build_graph(model)
     series = evaluate_graph(graph)
     classes = class_contributions(graph, series)
     if graph.routers:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -279,10 +280,24 @@ _BINARY: dict[str, Callable[[FloatArray, FloatArray], FloatArray]] = {
     "*": np.multiply,
     "/": nx.divide,
 }
+_PLAIN_FUNCTIONS: dict[str, Callable[..., FloatArray]] = {
+    "MIN": nx.minimum,
+    "MAX": nx.maximum,
+    "CLAMP": nx.clamp,
+    "MOD": nx.mod,
+    "FLOOR": np.floor,
+    "CEIL": np.ceil,
+    "ROUND": nx.round_half_away,
+    "STEP": nx.step,
+}
 
 
 def evaluate_series(expr: Expr, series: Mapping[str, FloatArray], bins: int) -> FloatArray:
-    """Evaluate over the whole grid; identifiers are looked up (case-sensitively) in ``series``."""
+    """Evaluate over the whole grid; identifiers are looked up (case-sensitively) in ``series``.
+
+    NaN and infinities follow IEEE, so callers evaluating many nodes should wrap the loop in
+    ``np.errstate(all="ignore")`` once rather than per operation (it is not cheap).
+    """
     if isinstance(expr, Num):
         return np.full(bins, expr.value)
     if isinstance(expr, Ref):
@@ -297,8 +312,7 @@ def evaluate_series(expr: Expr, series: Mapping[str, FloatArray], bins: int) -> 
     if isinstance(expr, BinOp):
         left = evaluate_series(expr.left, series, bins)
         right = evaluate_series(expr.right, series, bins)
-        with np.errstate(all="ignore"):
-            return _BINARY[expr.op](left, right)
+        return _BINARY[expr.op](left, right)
     return _call_series(expr, series, bins)
 
 
@@ -323,22 +337,76 @@ def _call_series(node: Call, series: Mapping[str, FloatArray], bins: int) -> Flo
     count, message = _ARITY[name]
     if len(node.args) != count:
         raise ExpressionError(message)
-    with np.errstate(all="ignore"):
-        if name == "MIN":
-            return nx.minimum(arg(0), arg(1))
-        if name == "MAX":
-            return nx.maximum(arg(0), arg(1))
-        if name == "CLAMP":
-            return nx.clamp(arg(0), arg(1), arg(2))
-        if name == "MOD":
-            return nx.mod(arg(0), arg(1))
-        if name == "FLOOR":
-            return np.floor(arg(0))
-        if name == "CEIL":
-            return np.ceil(arg(0))
-        if name == "ROUND":
-            return nx.round_half_away(arg(0))
-        return nx.step(arg(0), arg(1))
+    if name == "MIN":
+        return nx.minimum(arg(0), arg(1))
+    if name == "MAX":
+        return nx.maximum(arg(0), arg(1))
+    if name == "CLAMP":
+        return nx.clamp(arg(0), arg(1), arg(2))
+    if name == "MOD":
+        return nx.mod(arg(0), arg(1))
+    if name == "FLOOR":
+        return np.floor(arg(0))
+    if name == "CEIL":
+        return np.ceil(arg(0))
+    if name == "ROUND":
+        return nx.round_half_away(arg(0))
+    return nx.step(arg(0), arg(1))
+
+
+SeriesFn = Callable[[Mapping[str, FloatArray], int], FloatArray]
+_SCALAR_OPS: dict[str, Callable[[FloatArray, float], FloatArray]] = {
+    "+": np.add,
+    "-": np.subtract,
+    "*": np.multiply,
+    "/": np.true_divide,
+}
+
+
+@lru_cache(maxsize=256)
+def _literal(value: float, bins: int) -> FloatArray:
+    array = np.full(bins, value)
+    array.flags.writeable = False  # shared between nodes; operations never write inputs
+    return array
+
+
+def compile_series(expr: Expr) -> SeriesFn:
+    """Turn an expression into a closure with the same results as :func:`evaluate_series`.
+
+    Dispatch happens once here instead of at every evaluation, and a literal right operand of
+    ``+ - * /`` stays a scalar (numpy broadcasts it) - this is what keeps small grids cheap.
+    Errors are still raised when the closure runs, as FlowTime raises them at evaluation time.
+    """
+    if isinstance(expr, Num):
+        value = expr.value
+        return lambda series, bins: _literal(value, bins)
+    if isinstance(expr, Ref):
+        name = expr.name
+
+        def ref(series: Mapping[str, FloatArray], bins: int) -> FloatArray:
+            try:
+                return series[name]
+            except KeyError:
+                raise ExpressionError(
+                    f"The given key '{name}' was not present in the dictionary."
+                ) from None
+
+        return ref
+    if isinstance(expr, BinOp):
+        left = compile_series(expr.left)
+        if isinstance(expr.right, Num) and not (expr.op == "/" and expr.right.value == 0.0):
+            scalar_op, constant = _SCALAR_OPS[expr.op], expr.right.value
+            return lambda series, bins: scalar_op(left(series, bins), constant)
+        right = compile_series(expr.right)
+        binary = _BINARY[expr.op]
+        return lambda series, bins: binary(left(series, bins), right(series, bins))
+    if isinstance(expr, Call):
+        name = expr.name.upper()
+        plain = _PLAIN_FUNCTIONS.get(name)
+        if plain is not None and len(expr.args) == _ARITY[name][0]:
+            args = [compile_series(arg) for arg in expr.args]
+            return lambda series, bins: plain(*(arg(series, bins) for arg in args))
+    return lambda series, bins: evaluate_series(expr, series, bins)
 
 
 Lookup = Callable[[str, int], float]

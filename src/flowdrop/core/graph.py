@@ -15,7 +15,15 @@ from typing import Any
 import numpy as np
 
 from flowdrop.core.errors import ErrorCode, FlowdropError
-from flowdrop.core.expressions import Expr, ExpressionError, parse, references, same_bin_inputs
+from flowdrop.core.expressions import (
+    Expr,
+    ExpressionError,
+    SeriesFn,
+    compile_series,
+    parse,
+    references,
+    same_bin_inputs,
+)
 from flowdrop.core.model import Model, snake
 from flowdrop.core.numerics import FloatArray, format_shortest
 
@@ -43,6 +51,7 @@ class Node:
     values: FloatArray | None = None
     expected: float = 0.0
     expr: Expr | None = None
+    compiled: SeriesFn | None = None
     lagged: set[str] = field(default_factory=set)
     inflow: str = ""
     outflow: str = ""
@@ -185,7 +194,14 @@ def _build_node(raw: Mapping[str, Any], bins: int) -> Node:
                 f"Node {node_id}: error parsing expression '{source}': {exc}", nodeId=node_id
             ) from None
         _, lagged = references(expr)
-        return Node(node_id, "expr", inputs=same_bin_inputs(expr), expr=expr, lagged=lagged)
+        return Node(
+            node_id,
+            "expr",
+            inputs=same_bin_inputs(expr),
+            expr=expr,
+            compiled=compile_series(expr),
+            lagged=lagged,
+        )
     if kind == "servicewithbuffer":
         inflow, outflow = str(raw.get("inflow") or ""), str(raw.get("outflow") or "")
         if not inflow or not outflow:

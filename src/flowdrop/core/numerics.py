@@ -85,9 +85,12 @@ def safe(values: FloatArray) -> FloatArray:
 
 def divide(a: FloatArray, b: FloatArray) -> FloatArray:
     """``a / b`` with division by (signed) zero giving 0; NaN and infinity follow IEEE."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        quotient = np.true_divide(a, np.where(b == 0.0, 1.0, b))
-    return np.where(b == 0.0, 0.0, quotient)
+    if a.shape != b.shape:
+        a, b = np.broadcast_arrays(a, b)
+    out = np.zeros(a.shape, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        np.divide(a, b, out=out, where=b != 0.0)
+    return out
 
 
 def mod(a: FloatArray, d: FloatArray) -> FloatArray:
@@ -111,16 +114,24 @@ def round_half_away(x: FloatArray) -> FloatArray:
 
 def minimum(a: FloatArray, b: FloatArray) -> FloatArray:
     """``Math.Min``: NaN wins and MIN(-0, 0) is -0."""
-    a, b = np.broadcast_arrays(np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64))
-    plain = np.minimum(a, b)
-    return np.where((a == b) & np.signbit(b), b, plain)
+    if a.shape != b.shape:
+        a, b = np.broadcast_arrays(a, b)
+    result = np.minimum(a, b)
+    zero = result == 0.0
+    if zero.any():  # only signed zeros can differ from numpy; keep the common path one pass
+        result[zero] = np.where(np.signbit(a[zero]) | np.signbit(b[zero]), -0.0, 0.0)
+    return result
 
 
 def maximum(a: FloatArray, b: FloatArray) -> FloatArray:
     """``Math.Max``: NaN wins and MAX(-0, 0) is 0."""
-    a, b = np.broadcast_arrays(np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64))
-    plain = np.maximum(a, b)
-    return np.where((a == b) & ~np.signbit(b), b, plain)
+    if a.shape != b.shape:
+        a, b = np.broadcast_arrays(a, b)
+    result = np.maximum(a, b)
+    zero = result == 0.0
+    if zero.any():
+        result[zero] = np.where(np.signbit(a[zero]) & np.signbit(b[zero]), -0.0, 0.0)
+    return result
 
 
 def clamp(v: FloatArray, lo: FloatArray, hi: FloatArray) -> FloatArray:
