@@ -78,7 +78,7 @@ def main() -> None:
     args = parser.parse_args()
     sizes = QUICK if args.quick else SIZES
 
-    print("Vectorised expression chain (median of %d)" % args.repeats)
+    print(f"Vectorised expression chain (median of {args.repeats})")
     print(
         f"{'bins':>7} {'nodes':>6} {'cells':>9} {'engine ms':>10} {'floor ms':>9} {'ratio':>6} {'build ms':>9}"
     )
@@ -101,14 +101,16 @@ def main() -> None:
             f"{engine / plain:>6.2f} {build * 1e3:>9.2f}"
         )
 
-    print("\nQueue recurrence, bin by bin (median of %d)" % args.repeats)
+    print(f"\nQueue recurrence, bin by bin (median of {args.repeats})")
     print(f"{'bins':>7} {'engine ms':>10} {'loop ms':>9} {'ratio':>6}")
     for bins in (1_000, 10_000) if not args.quick else (1_000,):
         rng = np.random.default_rng(7)
         inflow, outflow = rng.uniform(0, 10, bins), rng.uniform(0, 10, bins)
-        engine = median_seconds(lambda: queue_recurrence(0.0, inflow, outflow, None), args.repeats)
+        engine = median_seconds(
+            lambda i=inflow, o=outflow: queue_recurrence(0.0, i, o, None), args.repeats
+        )
         lists = (inflow.tolist(), outflow.tolist())
-        plain = median_seconds(lambda: queue_floor(*lists), args.repeats)
+        plain = median_seconds(lambda ls=lists: queue_floor(*ls), args.repeats)
         print(f"{bins:>7} {engine * 1e3:>10.2f} {plain * 1e3:>9.2f} {engine / plain:>6.2f}")
 
 
