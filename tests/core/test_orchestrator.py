@@ -663,3 +663,16 @@ def test_same_request_same_bytes(tmp_path: Path) -> None:
         listings.append(listing)
     assert listings[0].keys() == listings[1].keys()
     assert listings[0] == listings[1]
+
+
+def test_crash_debris_of_a_capture_is_removed_under_the_lock(roots: Roots) -> None:
+    """A staging directory left by a killed capture of the same key is cleaned up."""
+    debris = roots.telemetry / ".tmp-mini-bundle.deadbeef0000"
+    debris.mkdir()
+    (debris / "manifest.json").write_text("{}")
+    other = roots.telemetry / ".tmp-mini-bundle-2.deadbeef0000"
+    other.mkdir()
+    result = _run(roots)
+    assert result.capture.status is CaptureStatus.GENERATED
+    assert not debris.exists()
+    assert other.exists()  # another key's staging is not ours to touch

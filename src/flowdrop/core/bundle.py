@@ -25,7 +25,7 @@ from flowdrop.core.capture import CSV_HEADER, DEFAULT_CLASS, METRICS
 from flowdrop.core.errors import ErrorCode, FlowdropError
 from flowdrop.core.hashing import dotnet_json, sha256_file
 from flowdrop.core.sandbox import check_file_name, resolve_inside
-from flowdrop.core.storage import make_staging_dir, publish_dir, remove_tree
+from flowdrop.core.storage import TEMP_PREFIX, make_staging_dir, publish_dir, remove_tree
 
 MANIFEST_JSON = "manifest.json"
 BUNDLE_JSON = "bundle.json"
@@ -266,6 +266,20 @@ def _check_file(bundle_dir: Path, key: str, entry: BundleFile, bins: int) -> Non
 
 
 # --- publication -----------------------------------------------------------------------------
+
+
+def remove_stale_staging(telemetry_root: Path, key: str) -> int:
+    """Remove staging debris of ``key`` left by a crashed capture; returns how many.
+
+    Only call this while holding the key's capture lock: then no live writer can own a
+    ``.tmp-<key>.*`` directory (keys contain no ``.``, so the prefix belongs to this key only).
+    """
+    removed = 0
+    for path in telemetry_root.glob(f"{TEMP_PREFIX}{key}.*"):
+        if path.is_dir() and not path.is_symlink():
+            remove_tree(path)
+            removed += 1
+    return removed
 
 
 def stage_bundle(telemetry_root: Path, key: str) -> Path:

@@ -39,6 +39,7 @@ from flowdrop.core.bundle import (
     ExpectedGrid,
     publish_bundle,
     read_bundle_json,
+    remove_stale_staging,
     stage_bundle,
     validate_bundle,
     write_bundle_json,
@@ -455,6 +456,7 @@ class _Job:
                 source = self._write_simulation(sim_run_id, sim_hash)
         self.progress(Phase.CAPTURING, "Generating telemetry bundle…")
         with self._timed("capture"):
+            remove_stale_staging(self.telemetry_root, key)
             staging = stage_bundle(self.telemetry_root, key)
             try:
                 result = capture_run(self.runs_root / source.run_id, staging, now=self.clock())
