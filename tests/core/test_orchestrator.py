@@ -676,3 +676,16 @@ def test_crash_debris_of_a_capture_is_removed_under_the_lock(roots: Roots) -> No
     assert result.capture.status is CaptureStatus.GENERATED
     assert not debris.exists()
     assert other.exists()  # another key's staging is not ours to touch
+
+
+def test_template_lookup_follows_file_changes(roots: Roots) -> None:
+    """The memoised template lookup notices a template being renamed or removed."""
+    assert _run(roots, options={"dryRun": True}).state is State.SUCCEEDED
+    path = roots.templates[0] / "mini.yaml"
+    path.write_text(MINI.replace("id: mini-loop", "id: mini-renamed"))
+    result = _run(roots, options={"dryRun": True})
+    _assert_error(result, ErrorCode.TEMPLATE_NOT_FOUND, "Template 'mini-loop' was not found.")
+    assert _run(roots, templateId="mini-renamed", options={"dryRun": True}).error is None
+    path.unlink()
+    result = _run(roots, templateId="mini-renamed", options={"dryRun": True})
+    assert result.error is not None and result.error.code is ErrorCode.TEMPLATE_NOT_FOUND

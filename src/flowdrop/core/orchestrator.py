@@ -21,6 +21,8 @@ one rename; a failure removes the staging directory. Names from the request are 
 from __future__ import annotations
 
 import json
+import os
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -73,6 +75,45 @@ RNG_KIND = "pcg32"
 PROVENANCE_MISMATCH = "capture_provenance_mismatch"
 
 log = structlog.get_logger()
+
+
+_lookup_cache: dict[tuple[str, tuple[Any, ...]], Path] = {}
+_lookup_guard = threading.Lock()
+
+
+def _directory_state(directories: tuple[Path, ...]) -> tuple[Any, ...]:
+    """What ``find_template``'s answer depends on: every template file's name, size and mtime."""
+    state: list[Any] = []
+    for directory in directories:
+        try:
+            entries = sorted(os.scandir(directory), key=lambda e: e.name)
+        except OSError:
+            state.append((str(directory), None))
+            continue
+        for entry in entries:
+            if entry.name.endswith((".yaml", ".yml")):
+                info = entry.stat()
+                state.append((str(directory), entry.name, info.st_size, info.st_mtime_ns))
+    return tuple(state)
+
+
+def find_template(template_id: str, directories: tuple[Path, ...]) -> Path:
+    """``engine.find_template``, memoised per template id while no template file changes.
+
+    The engine parses every template to find one by ``metadata.id``; a daemon asks for the same
+    few ids over and over, so the answer is kept until a file is added, removed or modified.
+    """
+    key = (template_id, _directory_state(directories))
+    with _lookup_guard:
+        cached = _lookup_cache.get(key)
+    if cached is not None and cached.is_file():
+        return cached
+    found = engine.find_template(template_id, directories)
+    with _lookup_guard:
+        if len(_lookup_cache) > 256:
+            _lookup_cache.clear()
+        _lookup_cache[key] = found
+    return found
 
 
 def _utc_now() -> datetime:
@@ -184,7 +225,7 @@ class _Job:
         if request.rng is not None and request.rng.kind.lower() != RNG_KIND:
             msg = f"Unsupported rng.kind '{request.rng.kind}'. Expected 'pcg32'."
             raise FlowdropError(ErrorCode.INVALID_REQUEST, msg, field="rng.kind")
-        path = engine.find_template(request.template_id, self.template_dirs)
+        path = find_template(request.template_id, tuple(self.template_dirs))
         self.template = engine.load_template(path)
         self.log = self.log.bind(templateId=self.template.id)
         for param in request.parameters:
