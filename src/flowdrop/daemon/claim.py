@@ -99,11 +99,11 @@ def claim(
         info = os.lstat(source)
     except FileNotFoundError:
         return ClaimOutcome(Decision.GONE)
-    if (
-        stat.S_ISREG(info.st_mode)
-        and info.st_size <= max_bytes
-        and wall_clock() - info.st_mtime < stale_after
-        and _incomplete(source, max_bytes)
+    young = stat.S_ISREG(info.st_mode) and wall_clock() - info.st_mtime < stale_after
+    # A second link is usually a writer publishing by link() that has not yet unlinked its
+    # temporary name; bytes that are not JSON yet are still being written.
+    if young and (
+        info.st_nlink > 1 or (info.st_size <= max_bytes and _incomplete(source, max_bytes))
     ):
         return ClaimOutcome(Decision.DEFERRED)
     target = spool.work / name

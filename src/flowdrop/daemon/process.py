@@ -32,7 +32,15 @@ from flowdrop.core.errors import ErrorCode, FlowdropError
 from flowdrop.core.failpoints import failpoint
 from flowdrop.daemon.claim import read_limited
 from flowdrop.daemon.ledger import Entry, Ledger, content_hash, request_lock
-from flowdrop.daemon.spool import Outbox, Scrubber, Spool, move_to, quarantine, valid_request_id
+from flowdrop.daemon.spool import (
+    Outbox,
+    Scrubber,
+    Spool,
+    display_name,
+    move_to,
+    quarantine,
+    valid_request_id,
+)
 
 log = structlog.get_logger("flowdrop.daemon")
 
@@ -116,18 +124,29 @@ class RequestHandler:
     def handle(self, path: Path) -> str:
         """Process ``work/<instance>/<name>``; returns the outcome (for counters and tests)."""
         started = time.monotonic()
-        name = path.name
+        name = display_name(path.name)  # for messages: file names may hold undecodable bytes
         try:
             info = os.lstat(path)
         except FileNotFoundError:
             return "gone"
-        stem = _stem(name)
+        stem = _stem(path.name)
         guess = stem if valid_request_id(stem) else None
         if not stat.S_ISREG(info.st_mode):
             kind = _kind(info.st_mode)
             msg = f"'{name}' is a {kind}, not a regular file; it was not followed or read."
             error = FlowdropError(ErrorCode.PATH_VIOLATION, msg, fileName=name, kind=kind)
-            return self._reject(path, error, None, started)
+            return self._reject(path, error, guess, started)
+        if info.st_nlink > 1:
+            # Another name for the same inode may live outside the spool (os.link needs no
+            # read access to the target's directory): refuse it like a symlink, unread.
+            msg = (
+                f"'{name}' is a hard link ({info.st_nlink} links), not a file of its own; "
+                "it was not read. Copy the request instead of linking it."
+            )
+            error = FlowdropError(
+                ErrorCode.PATH_VIOLATION, msg, fileName=name, kind="hard link", links=info.st_nlink
+            )
+            return self._reject(path, error, guess, started)
         limit = self.limits.max_request_bytes
         if info.st_size > limit:
             return self._reject(path, _too_large(name, info.st_size, limit), guess, started)
@@ -175,7 +194,15 @@ class RequestHandler:
                     request_id, "rejected", message=f"{error.code.value}: {error.message}"
                 )
                 self.ledger.put(
-                    Entry(request_id, "", "rejected", 0, path.name, self.spool.instance, "")
+                    Entry(
+                        request_id,
+                        "",
+                        "rejected",
+                        0,
+                        display_name(path.name),
+                        self.spool.instance,
+                        "",
+                    )
                 )
             quarantine(self.spool, path, error.body(), request_id=request_id, scrub=self.scrub)
         self._finished(path.name, request_id, "rejected", started, code=error.code)
@@ -229,7 +256,15 @@ class RequestHandler:
             else:
                 self.outbox.write_status(request_id, "accepted", message="Accepted.", restart=True)
             entry = self.ledger.put(
-                Entry(request_id, digest, "running", attempts, path.name, self.spool.instance, "")
+                Entry(
+                    request_id,
+                    digest,
+                    "running",
+                    attempts,
+                    display_name(path.name),
+                    self.spool.instance,
+                    "",
+                )
             )
             message = (
                 "Starting."

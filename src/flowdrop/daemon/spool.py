@@ -60,6 +60,11 @@ def is_request_name(name: str) -> bool:
     return not is_temp_name(name) and name.endswith(".json") and len(name) > len(".json")
 
 
+def display_name(name: str) -> str:
+    """A file name as JSON-safe text: undecodable bytes (surrogate escapes) become U+FFFD."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
 def valid_request_id(value: str) -> bool:
     return _ID_RE.fullmatch(value) is not None
 
@@ -288,7 +293,7 @@ def quarantine(
     """Move ``source`` (any file type; never followed) into quarantine with its reason file."""
     target = _free_name(spool.quarantine, source.name)
     reason = QuarantineReason(
-        file_name=source.name,
+        file_name=display_name(source.name),
         request_id=request_id,
         quarantined_at=now or utc_now(),
         instance=spool.instance,
