@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -151,3 +152,29 @@ def test_a_directory_in_work_is_quarantined(spool: Spool) -> None:
         reason["error"]["message"]
         == "'dir.json' is a directory, not a regular file; it was not followed or read."
     )
+
+
+def test_a_hard_link_is_refused_unread(spool: Spool, tmp_path: Path) -> None:
+    """A request with a second name (maybe outside the spool) is path_violation, unread."""
+    outside = tmp_path / "outside.json"
+    outside.write_text(json.dumps(REQUEST))
+    os.link(outside, spool.work / "hl.json")
+    recorder = Recorder(spool)
+    assert _handler(spool, recorder).handle(spool.work / "hl.json") == "rejected"
+    assert recorder.calls == 0
+    result = json.loads(spool.result_path("hl").read_text())
+    assert result["error"]["message"] == (
+        "'hl.json' is a hard link (2 links), not a file of its own; it was not read. "
+        "Copy the request instead of linking it."
+    )
+
+
+def test_undecodable_file_names_become_replacement_characters(spool: Spool) -> None:
+    """A name with invalid UTF-8 bytes is quarantined with a JSON-safe fileName."""
+    name = os.fsdecode(b"bad-\xff.json")
+    (spool.work / name).write_text("{}")
+    assert _handler(spool, Recorder(spool)).handle(spool.work / name) == "rejected"
+    reason_path = spool.quarantine / f"{name}.reason.json"
+    reason = json.loads(reason_path.read_text())
+    assert reason["fileName"] == "bad-\ufffd.json"
+    assert reason["error"]["code"] == "invalid_request"
