@@ -178,3 +178,22 @@ def test_undecodable_file_names_become_replacement_characters(spool: Spool) -> N
     reason = json.loads(reason_path.read_text())
     assert reason["fileName"] == "bad-\ufffd.json"
     assert reason["error"]["code"] == "invalid_request"
+
+
+def test_result_write_failure_is_recorded_as_storage_error(
+    spool: Spool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """EIO while publishing the result: the request ends failed/storage_error, not succeeded."""
+    monkeypatch.setenv("FLOWDROP_FAILPOINTS", "result_before_rename=eio@1")
+    from flowdrop.core import failpoints
+
+    failpoints.reset()
+    try:
+        outcome = _handler(spool, Recorder(spool)).handle(_claimed(spool, "a.json", REQUEST))
+    finally:
+        monkeypatch.delenv("FLOWDROP_FAILPOINTS")
+        failpoints.reset()
+    assert outcome == "failed"
+    result = json.loads(spool.result_path("r1").read_text())
+    assert result["error"]["code"] == "storage_error"
+    assert result["error"]["message"] == "Could not write 'r1.result.json': Input/output error."

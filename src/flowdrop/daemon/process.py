@@ -283,9 +283,22 @@ class RequestHandler:
             finally:
                 with self._running_lock:
                     self.running.pop(request_id, None)
-            self.outbox.write_result(result)
+            result = self._publish(request_id, result)
             failpoint("after_result")
             return self._complete(path, request_id, entry, result, started)
+
+    def _publish(self, request_id: str, result: RunResult) -> RunResult:
+        """Write the result; if that fails, try once to record the storage error instead.
+
+        A second failure propagates: the file stays in work/ and a later attempt retries.
+        """
+        try:
+            self.outbox.write_result(result)
+        except FlowdropError as exc:
+            log.error("result_write_failed", requestId=request_id, error=exc.message)
+            result = RunResult.from_error(request_id, exc)
+            self.outbox.write_result(result)
+        return result
 
     def _run(self, request: RunRequest, request_id: str) -> RunResult:
         def progress(phase: Phase, message: str) -> None:
