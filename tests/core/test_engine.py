@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import real_template_paths
 from flowdrop.core import engine
 from flowdrop.core.engine import (
     evaluate,
@@ -23,7 +23,20 @@ from flowdrop.core.engine import (
 )
 from flowdrop.core.hashing import deterministic_run_id, input_hash
 
-TEMPLATES = real_template_paths()
+
+def _real_template_paths() -> list[Path]:
+    # Load tests/conftest.py by path: a bare `import conftest` can pick another conftest module.
+    spec = importlib.util.spec_from_file_location(
+        "flowdrop_tests_conftest", Path(__file__).resolve().parents[1] / "conftest.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    paths: list[Path] = module.real_template_paths()
+    return paths
+
+
+TEMPLATES = _real_template_paths()
 NOW = datetime(2026, 5, 4, 7, 16, 46, tzinfo=UTC)
 BOM = b"\xef\xbb\xbf"
 RUN_FILES = (
