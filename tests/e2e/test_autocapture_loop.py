@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import multiprocessing
 import os
 import shutil
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -19,16 +20,28 @@ from typing import Any
 
 import pytest
 
-from conftest import real_template_paths
 from flowdrop.core import engine
 from flowdrop.core.contract import CaptureStatus, RunRequest, RunResult, State
 from flowdrop.core.errors import ErrorCode
 from flowdrop.core.orchestrator import Roots, orchestrate
 
+
+def _real_template_paths() -> list[Path]:
+    """The real FlowTime templates, found like tests/conftest.py does (the name ``conftest`` is
+    shadowed by tests/reliability/conftest.py in a full run, so it is not imported)."""
+    raw = os.environ.get("FLOWTIME_TEMPLATES")
+    folder = (
+        Path(raw)
+        if raw
+        else Path(__file__).resolve().parents[3] / "shared" / "flowtime" / "templates"
+    )
+    return sorted(folder.glob("*.yaml")) if folder.is_dir() else []
+
+
 FIXED = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 SEED = {"kind": "pcg32", "seed": 20250101}
 CAPTURE_TEMPLATES = [
-    p for p in real_template_paths() if engine.load_template(p).capture_key is not None
+    p for p in _real_template_paths() if engine.load_template(p).capture_key is not None
 ]
 
 
@@ -185,23 +198,30 @@ def test_threads_share_one_capture(world: Roots, tmp_path: Path) -> None:
     _check_one_capture([json.loads(o.read_text()) for o in outs], world, n)
 
 
+_CHILD = """
+import sys
+from pathlib import Path
+from flowdrop.core.contract import RunRequest
+from flowdrop.core.orchestrator import Roots, orchestrate
+runs, telemetry, templates, index, out, body = sys.argv[1:7]
+roots = Roots(Path(runs), Path(telemetry), (Path(templates),))
+result = orchestrate(RunRequest.model_validate_json(body), roots, request_id="p" + index)
+Path(out).write_text(result.model_dump_json(by_alias=True))
+"""
+
+
 def test_processes_share_one_capture(world: Roots, tmp_path: Path) -> None:
     """N separate processes asking for the same missing bundle: one capture, N replays."""
     n = 4
     outs = [tmp_path / f"p{i}.json" for i in range(n)]
-    ctx = multiprocessing.get_context("spawn")
-    procs = [
-        ctx.Process(
-            target=_worker,
-            args=(str(world.runs), str(world.telemetry), str(world.templates[0]), i, str(outs[i])),
-        )
-        for i in range(n)
-    ]
+    procs = []
+    for i in range(n):
+        body = _request("warehouse-picker-waves", options={"runId": f"replay-{i}"})
+        argv = [str(world.runs), str(world.telemetry), str(world.templates[0]), str(i)]
+        argv += [str(outs[i]), body.model_dump_json(by_alias=True)]
+        procs.append(subprocess.Popen([sys.executable, "-c", _CHILD, *argv]))
     for proc in procs:
-        proc.start()
-    for proc in procs:
-        proc.join(120)
-        assert proc.exitcode == 0
+        assert proc.wait(120) == 0
     _check_one_capture([json.loads(o.read_text()) for o in outs], world, n)
 
 
