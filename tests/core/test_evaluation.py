@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from flowdrop.core.errors import ErrorCode, FlowdropError
-from flowdrop.core.evaluation import evaluate
+from flowdrop.core.evaluation import evaluate, queue_with_wip_limit
 from flowdrop.core.model import Model
 
 
@@ -96,6 +96,39 @@ def test_dispatch_schedule_does_not_mutate_shared_outflow() -> None:
     assert result["b"].tolist() == [3, 6, 9, 12, 15, 18, 21, 24, 27, 30]
     assert result["a"].tolist() == [3, 11, 19, 22, 30, 38, 41, 49, 57, 60]
     assert result["o"].tolist() == [5] * 10
+
+
+@pytest.mark.parametrize(
+    ("inflow", "outflow", "limit", "depth", "overflow"),
+    [
+        (10, 2, 15, [8, 15, 15, 15], [0, 1, 8, 8]),
+        (10, 2, 20, [8, 16, 20, 20], [0, 0, 4, 8]),
+        (10, 5, 0, [0, 0, 0, 0], [5, 5, 5, 5]),
+    ],
+)
+def test_wip_limit_caps_depth_and_reports_overflow(
+    inflow: float, outflow: float, limit: float, depth: list[float], overflow: list[float]
+) -> None:
+    """WipLimitTests and topology-wip-limit: the queue is capped, the excess overflows."""
+    q, spill = queue_with_wip_limit(0.0, np.full(4, inflow), np.full(4, outflow), None, limit)
+    assert (q.tolist(), spill.tolist()) == (depth, overflow)
+    nodes = [
+        const("i", [inflow] * 4),
+        const("o", [outflow] * 4),
+        queue("q", "i", "o", wipLimit=limit),
+    ]
+    assert values(make_model(nodes, 4), "q") == depth
+
+
+def test_wip_limit_series_uses_non_negative_finite_values() -> None:
+    """A limit series: negative or non-finite values mean 0."""
+    nodes = [
+        const("i", [10] * 3),
+        const("o", [0] * 3),
+        const("cap", [5, -1, math.nan]),
+        queue("q", "i", "o", wipLimitSeries="cap"),
+    ]
+    assert values(make_model(nodes, 3), "q") == [5, 0, 0]
 
 
 def test_unsupported_dispatch_kind_is_rejected() -> None:

@@ -52,6 +52,7 @@ NOW = datetime(2026, 5, 4, 7, 16, 46, 123456, tzinfo=UTC)
         ("HubQueue", "hub_queue"),
         ("PickerWave", "picker_wave"),
         ("API_Gateway", "a_p_i_gateway"),
+        ("AirportDlq", "airport_dlq"),
         ("My Node-2", "my_node_2"),
     ],
 )
@@ -181,6 +182,7 @@ def test_transportation_arrivals_north_profile(flowtime_templates: Path) -> None
     template = load_template(flowtime_templates / "transportation-basic.yaml")
     node = next(n for n in generate_model(template, {}).nodes if n["id"] == "arrivals_north")
     assert node["metadata"]["pmf.expected"] == "16.899999999999999"
+    assert float(node["metadata"]["pmf.expected"]) == 16.9
     assert node["values"][0] == 4.4718853362734166
     assert node["values"][100] == 31.303197353913916
 
@@ -242,3 +244,21 @@ def test_unsupported_mode() -> None:
         caught.value.message
         == "Unsupported template mode 'replay'. Expected 'simulation' or 'telemetry'."
     )
+
+
+def test_real_templates_synthesise_expected_queue_ids(flowtime_templates: Path) -> None:
+    """TemplateParserTests-style ids (the dlq here is AirportStrandedDlq); queues are hidden."""
+    expectations = {
+        "transportation-basic.yaml": ["hub_queue_queue", "airport_stranded_dlq_queue"],
+        "warehouse-picker-waves.yaml": ["picker_wave_queue"],
+    }
+    for name, queue_ids in expectations.items():
+        model = generate_model(load_template(flowtime_templates / name), {})
+        nodes = {n["id"]: n for n in model.nodes}
+        for queue_id in queue_ids:
+            assert nodes[queue_id]["kind"] == "serviceWithBuffer"
+            assert nodes[queue_id]["metadata"] == {"graph.hidden": "true"}
+    classes = generate_model(
+        load_template(flowtime_templates / "transportation-basic-classes.yaml"), {}
+    )
+    assert any(n["id"].endswith("_dispatch_queue_depth") for n in classes.nodes)

@@ -93,6 +93,37 @@ def queue_recurrence(
     return np.asarray(result, dtype=np.float64)
 
 
+def queue_with_wip_limit(
+    initial: float,
+    inflow: FloatArray,
+    outflow: FloatArray,
+    loss: FloatArray | None,
+    limit: float | FloatArray,
+) -> tuple[FloatArray, FloatArray]:
+    """The queue recurrence capped at a WIP limit; returns (depth, overflow) (§9.4).
+
+    A series limit uses ``max(0, v)`` for finite ``v`` and 0 otherwise. FlowTime's C# engine only
+    reaches this from code-built models; flowdrop reads ``wipLimit`` on serviceWithBuffer nodes.
+    """
+    bins = len(inflow)
+    limits = np.broadcast_to(np.asarray(limit, dtype=np.float64), (bins,))
+    limits = np.where(np.isfinite(limits), np.maximum(limits, 0.0), 0.0).tolist()
+    ins = safe(inflow).tolist()
+    outs = safe(outflow).tolist()
+    losses = safe(loss).tolist() if loss is not None else [0.0] * bins
+    depth = initial
+    result, overflow = [0.0] * bins, [0.0] * bins
+    for t in range(bins):
+        depth = depth + ins[t] - outs[t] - losses[t]
+        if not depth > 0.0:
+            depth = 0.0
+        if depth > limits[t]:
+            overflow[t] = depth - limits[t]
+            depth = limits[t]
+        result[t] = depth
+    return np.asarray(result, dtype=np.float64), np.asarray(overflow, dtype=np.float64)
+
+
 def _evaluate_node(node: Node, series: Mapping[str, FloatArray], bins: int) -> FloatArray:
     if node.kind == "const":
         assert node.values is not None
@@ -113,6 +144,20 @@ def _evaluate_node(node: Node, series: Mapping[str, FloatArray], bins: int) -> F
             raise _error(f"Node {node.id}: {exc}", node.id) from None
     if node.kind == "queue":
         loss = _lookup(series, node.loss, node.id) if node.loss else None
+        if node.wip_limit is not None:
+            limit = (
+                _lookup(series, node.wip_limit, node.id)
+                if isinstance(node.wip_limit, str)
+                else node.wip_limit
+            )
+            depth, _ = queue_with_wip_limit(
+                node.initial,
+                _lookup(series, node.inflow, node.id),
+                gated_outflow(node, series, bins),
+                loss,
+                limit,
+            )
+            return depth
         return queue_recurrence(
             node.initial,
             _lookup(series, node.inflow, node.id),

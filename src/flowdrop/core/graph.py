@@ -58,6 +58,7 @@ class Node:
     loss: str | None = None
     schedule: Schedule | None = None
     initial: float = 0.0
+    wip_limit: float | str | None = None
     queue: str = ""
     routes: list[tuple[str, tuple[str, ...], float]] = field(default_factory=list)
 
@@ -214,6 +215,12 @@ def _build_node(raw: Mapping[str, Any], bins: int) -> Node:
         inputs = [inflow, outflow, *([loss] if loss else [])]
         if schedule and schedule.capacity:
             inputs.append(schedule.capacity)
+        wip: float | str | None = None
+        if raw.get("wipLimitSeries"):
+            wip = str(raw["wipLimitSeries"])
+            inputs.append(wip)
+        elif raw.get("wipLimit") is not None:
+            wip = float(raw["wipLimit"])
         return Node(
             node_id,
             "queue",
@@ -222,6 +229,7 @@ def _build_node(raw: Mapping[str, Any], bins: int) -> Node:
             outflow=outflow,
             loss=loss,
             schedule=schedule,
+            wip_limit=wip,
         )
     if kind == "router":
         router_inputs = raw.get("inputs") or {}
