@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import hashlib
 import json
 import os
 import re
@@ -260,7 +261,24 @@ def read_result_file(path: Path) -> RunResult | None:
 # --- moving request files ----------------------------------------------------------------------
 
 
+# Room left in NAME_MAX (255 bytes) for a collision stamp (23), ".reason.json" (12) and the
+# atomic writer's temporary name (18): longer names are shortened when filed away.
+MAX_FILED_NAME_BYTES = 200
+
+
+def _fit(name: str) -> str:
+    """``name`` if it fits :data:`MAX_FILED_NAME_BYTES`, else a truncated one with a digest."""
+    raw = os.fsencode(name)
+    if len(raw) <= MAX_FILED_NAME_BYTES:
+        return name
+    digest = hashlib.sha256(raw).hexdigest()[:12]
+    ext = ".json" if name.endswith(".json") else ""
+    head = raw[: MAX_FILED_NAME_BYTES - len(digest) - len(ext) - 1]
+    return f"{os.fsdecode(head)}~{digest}{ext}"
+
+
 def _free_name(directory: Path, name: str) -> Path:
+    name = _fit(name)
     target = directory / name
     if not os.path.lexists(target):
         return target
