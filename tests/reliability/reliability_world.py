@@ -306,7 +306,22 @@ class World:
                     raise AssertionError(msg)
             return self.settled()
 
-        wait_until(check, timeout=timeout, interval=0.1, message="the spool to settle")
+        try:
+            wait_until(check, timeout=timeout, interval=0.1, message="the spool to settle")
+        except TimeoutError:
+            ids = {d.request_id for d in self.drops if d.request_id and d.state}
+            missing = sorted(i for i in ids if terminal_status(self.outbox, i) is None)
+            errors = [
+                {k: e.get(k) for k in ("event", "item", "exception", "requestId")}
+                for daemon in self.daemons
+                for e in daemon.log_lines()
+                if e.get("level") in {"error", "critical"}
+            ]
+            msg = (
+                f"not settled after {timeout:g} s; pending {self.pending()[:20]}, "
+                f"no terminal status {missing[:20]}, errors logged {errors[:5]}"
+            )
+            raise AssertionError(msg) from None
 
     # --- the invariants ----------------------------------------------------------------------
 
