@@ -689,3 +689,16 @@ def test_template_lookup_follows_file_changes(roots: Roots) -> None:
     path.unlink()
     result = _run(roots, templateId="mini-renamed", options={"dryRun": True})
     assert result.error is not None and result.error.code is ErrorCode.TEMPLATE_NOT_FOUND
+
+
+def test_dry_run_validates_an_existing_bundle(roots: Roots) -> None:
+    """A dry run over an existing but broken bundle reports bundle_invalid, like the real run."""
+    _run(roots)
+    (roots.telemetry / "mini-bundle" / "total_errors.csv").unlink()
+    result = _run(roots, options={"dryRun": True})
+    _assert_error(
+        result,
+        ErrorCode.BUNDLE_INVALID,
+        "Telemetry bundle 'mini-bundle' is invalid: file 'total_errors.csv' listed in "
+        "manifest.json is missing.",
+    )

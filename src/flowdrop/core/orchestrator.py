@@ -610,6 +610,10 @@ class _Job:
                 "publish run",
             ]
         else:
+            grid = self.model.grid
+            validate_bundle(
+                bundle_dir, key, expected=ExpectedGrid(grid.bins, grid.bin_size, grid.bin_unit)
+            )
             info = read_bundle_json(bundle_dir, key)
             capture = CaptureSummary(
                 status=CaptureStatus.REUSED,
