@@ -75,8 +75,8 @@ def _world(tmp_path: Path, flowtime_templates: Path) -> Roots:
 
 
 @pytest.mark.parametrize("template_path", CAPTURE_TEMPLATES, ids=lambda p: p.stem)
-def test_missing_then_reused_then_forced(template_path: Path, tmp_path: Path) -> None:
-    """missing -> generated; again -> reused with no simulation or capture; forced -> regenerated."""
+def test_missing_then_reused(template_path: Path, tmp_path: Path) -> None:
+    """missing -> generated; again -> reused with no simulation, no capture, nothing touched."""
     template = engine.load_template(template_path)
     roots = _roots(tmp_path / "w", template_path.parent)
     key = template.capture_key
@@ -105,13 +105,20 @@ def test_missing_then_reused_then_forced(template_path: Path, tmp_path: Path) ->
     assert _stat_tree(roots.telemetry) == before_tel
     assert not {"simulate", "capture", "replay"} & again.timings.keys()
 
+
+@pytest.mark.parametrize("template_id", ["warehouse-picker-waves", "it-system-microservices"])
+def test_forced_capture_regenerates(world: Roots, template_id: str) -> None:
+    """forceCapture regenerates an existing bundle (new inode) and replays again."""
+    first = _go(world, template_id)
+    assert first.capture is not None and first.capture.capture_key is not None
+    bundle = world.telemetry / first.capture.capture_key
     inode = bundle.stat().st_ino
-    forced = _go(roots, template.id, options={"forceCapture": True})
+    forced = _go(world, template_id, options={"forceCapture": True})
     assert (forced.capture.status, forced.capture_generated) == (CaptureStatus.GENERATED, True)
     assert bundle.stat().st_ino != inode
     assert forced.run.was_reused is False
     assert "simulate" not in forced.timings  # the deterministic simulation run is reused
-    leftovers = [p for r in (roots.runs, roots.telemetry) for p in r.iterdir()]
+    leftovers = [p for r in (world.runs, world.telemetry) for p in r.iterdir()]
     assert not [p for p in leftovers if p.name.startswith(".tmp-")]
 
 
