@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 import yaml
+from hypothesis import given
+from hypothesis import strategies as st
 
 from flowdrop.core.capture import (
     GapHandling,
@@ -354,3 +356,16 @@ def test_format_utc_has_seven_fraction_digits() -> None:
     assert (
         format_utc(datetime(2025, 1, 2, 3, 4, 5, 6, tzinfo=UTC)) == "2025-01-02T03:04:05.0000060Z"
     )
+
+
+@given(st.lists(st.floats(allow_nan=False, allow_infinity=False), min_size=1, max_size=50))
+def test_capture_csv_round_trips_every_float(values: list[float]) -> None:
+    """G17 capture CSVs read back to the identical float64 values (replay parity rests on it)."""
+    import tempfile
+
+    from flowdrop.core.bundle import read_bundle_csv
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "x.csv"
+        path.write_bytes(render_csv(list(values), "DEFAULT"))
+        assert read_bundle_csv(path) == values
