@@ -21,8 +21,6 @@ one rename; a failure removes the staging directory. Names from the request are 
 from __future__ import annotations
 
 import json
-import os
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -63,7 +61,7 @@ from flowdrop.core.errors import ErrorCode, FlowdropError
 from flowdrop.core.failpoints import failpoint
 from flowdrop.core.locking import capture_lock, lock_path
 from flowdrop.core.replay import replay_bundle
-from flowdrop.core.roots import Roots, RunStore
+from flowdrop.core.roots import Roots, RunStore, find_template, run_warnings
 from flowdrop.core.sandbox import check_file_name, check_id, check_root, resolve_inside
 from flowdrop.core.storage import remove_tree
 
@@ -75,45 +73,6 @@ RNG_KIND = "pcg32"
 PROVENANCE_MISMATCH = "capture_provenance_mismatch"
 
 log = structlog.get_logger()
-
-
-_lookup_cache: dict[tuple[str, tuple[Any, ...]], Path] = {}
-_lookup_guard = threading.Lock()
-
-
-def _directory_state(directories: tuple[Path, ...]) -> tuple[Any, ...]:
-    """What ``find_template``'s answer depends on: every template file's name, size and mtime."""
-    state: list[Any] = []
-    for directory in directories:
-        try:
-            entries = sorted(os.scandir(directory), key=lambda e: e.name)
-        except OSError:
-            state.append((str(directory), None))
-            continue
-        for entry in entries:
-            if entry.name.endswith((".yaml", ".yml")):
-                info = entry.stat()
-                state.append((str(directory), entry.name, info.st_size, info.st_mtime_ns))
-    return tuple(state)
-
-
-def find_template(template_id: str, directories: tuple[Path, ...]) -> Path:
-    """``engine.find_template``, memoised per template id while no template file changes.
-
-    The engine parses every template to find one by ``metadata.id``; a daemon asks for the same
-    few ids over and over, so the answer is kept until a file is added, removed or modified.
-    """
-    key = (template_id, _directory_state(directories))
-    with _lookup_guard:
-        cached = _lookup_cache.get(key)
-    if cached is not None and cached.is_file():
-        return cached
-    found = engine.find_template(template_id, directories)
-    with _lookup_guard:
-        if len(_lookup_cache) > 256:
-            _lookup_cache.clear()
-        _lookup_cache[key] = found
-    return found
 
 
 def _utc_now() -> datetime:
@@ -148,17 +107,6 @@ def _warning(w: CaptureWarning) -> RunWarning:
         severity=w.severity,
         node_id=w.node_id,
         bins=list(w.bins) if w.bins is not None else None,
-    )
-
-
-def _warning_from_json(raw: Mapping[str, Any]) -> RunWarning:
-    bins = raw.get("bins")
-    return RunWarning(
-        code=str(raw.get("code", "")),
-        message=str(raw.get("message", "")),
-        severity=str(raw.get("severity") or "warning"),
-        node_id=None if raw.get("nodeId") is None else str(raw["nodeId"]),
-        bins=[int(b) for b in bins] if isinstance(bins, list) else None,
     )
 
 
@@ -441,7 +389,7 @@ class _Job:
         try:
             raw = json.loads((bundle_dir / MANIFEST_JSON).read_text(encoding="utf-8-sig"))
             items = raw.get("warnings") or []
-            return [_warning_from_json(w) for w in items if isinstance(w, dict)]
+            return run_warnings(items)
         except (OSError, ValueError, AttributeError):
             return []
 

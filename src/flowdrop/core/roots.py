@@ -1,4 +1,4 @@
-"""The configured roots, and the run store: runs under RunsRoot, staged and published by rename.
+"""The configured roots: template lookup in the template roots, and the run store under RunsRoot.
 
 A run directory ``RunsRoot/<runId>`` is written into a hidden staging directory beside it and
 made visible with one rename (:func:`flowdrop.core.storage.publish_dir`), so a reader sees no
@@ -9,6 +9,8 @@ read back from ``run.json`` and ``model/metadata.json`` without evaluating anyth
 from __future__ import annotations
 
 import json
+import os
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +33,47 @@ class Roots:
     templates: tuple[Path, ...]
 
 
-def _run_warnings(raw: Any) -> list[RunWarning]:
+_lookup_cache: dict[tuple[str, tuple[Any, ...]], Path] = {}
+_lookup_guard = threading.Lock()
+
+
+def _directory_state(directories: tuple[Path, ...]) -> tuple[Any, ...]:
+    """What ``find_template``'s answer depends on: every template file's name, size and mtime."""
+    state: list[Any] = []
+    for directory in directories:
+        try:
+            entries = sorted(os.scandir(directory), key=lambda e: e.name)
+        except OSError:
+            state.append((str(directory), None))
+            continue
+        for entry in entries:
+            if entry.name.endswith((".yaml", ".yml")):
+                info = entry.stat()
+                state.append((str(directory), entry.name, info.st_size, info.st_mtime_ns))
+    return tuple(state)
+
+
+def find_template(template_id: str, directories: tuple[Path, ...]) -> Path:
+    """``engine.find_template``, memoised per template id while no template file changes.
+
+    The engine parses every template to find one by ``metadata.id``; a daemon asks for the same
+    few ids over and over, so the answer is kept until a file is added, removed or modified.
+    """
+    key = (template_id, _directory_state(directories))
+    with _lookup_guard:
+        cached = _lookup_cache.get(key)
+    if cached is not None and cached.is_file():
+        return cached
+    found = engine.find_template(template_id, directories)
+    with _lookup_guard:
+        if len(_lookup_cache) > 256:
+            _lookup_cache.clear()
+        _lookup_cache[key] = found
+    return found
+
+
+def run_warnings(raw: Any) -> list[RunWarning]:
+    """Warnings as FlowTime JSON files hold them (run.json, manifests) -> result warnings."""
     out = []
     for item in raw if isinstance(raw, list) else []:
         if not isinstance(item, dict):
@@ -86,7 +128,7 @@ class RunStore:
             template_version=template.version,
             was_reused=was_reused,
             path=run_id,
-            warnings=_run_warnings(run_json.get("warnings")),
+            warnings=run_warnings(run_json.get("warnings")),
         )
 
     def reuse(self, run_id: str, mode: Mode, template: engine.Template) -> RunSummary | None:
