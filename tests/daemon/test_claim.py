@@ -111,3 +111,11 @@ def test_dead_instance_work_is_moved_to_the_live_one(tmp_path: Path) -> None:
     assert moved == [me.work / "x.json"]
     assert not dead.work.exists()
     assert (alive.work / "y.json").exists()
+
+
+def test_claim_recreates_a_vanished_work_dir(spool: Spool) -> None:
+    """If work/<instance>/ disappeared, the claim recreates it instead of failing forever."""
+    spool.work.rmdir()
+    (spool.inbox / "a.json").write_text('{"templateId": "t", "mode": "simulation"}')
+    assert _claim(spool, "a.json") is Decision.CLAIMED
+    assert (spool.work / "a.json").exists()

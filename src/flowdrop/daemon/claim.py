@@ -110,7 +110,14 @@ def claim(
     try:
         os.rename(source, target)
     except FileNotFoundError:
-        return ClaimOutcome(Decision.GONE)
+        if not os.path.lexists(source):
+            return ClaimOutcome(Decision.GONE)
+        # Our work dir vanished (removed by hand, or recovered while we were not yet locked).
+        spool.work.mkdir(parents=True, exist_ok=True)
+        try:
+            os.rename(source, target)
+        except FileNotFoundError:
+            return ClaimOutcome(Decision.GONE)
     fsync_dir(spool.work)
     fsync_dir(spool.inbox)
     failpoint("after_claim")

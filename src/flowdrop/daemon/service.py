@@ -218,7 +218,7 @@ class Daemon:
 
     def _prepare(self) -> None:
         try:
-            self.spool.ensure()
+            self.spool.ensure(own_work=False)
             for root in (self.settings.runs_root, self.settings.telemetry_root):
                 root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -230,6 +230,7 @@ class Daemon:
                 msg = f"another flowdrop process is running as instance '{self.settings.instance}'"
                 raise StartupError(msg)
             time.sleep(0.1)
+        self.spool.work.mkdir(parents=True, exist_ok=True)  # only now: see Spool.ensure
 
     def _arm(self) -> None:
         self._mode = choose_mode(self.settings.watch, self.spool.inbox)

@@ -117,10 +117,15 @@ class Spool:
     def instances(self) -> Path:
         return self.state / "instances"
 
-    def ensure(self) -> None:
+    def ensure(self, *, own_work: bool = True) -> None:
+        """Create the spool's directories; ``own_work`` False leaves out work/<instance>/.
+
+        A live instance creates its work dir only after taking its instance lock: another
+        instance that found the dir but a free lock would take it for a dead one's.
+        """
         for path in (
             self.inbox,
-            self.work,
+            *((self.work,) if own_work else (self.work_root,)),
             self.outbox,
             self.done,
             self.quarantine,
