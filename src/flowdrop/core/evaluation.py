@@ -16,7 +16,7 @@ import numpy.typing as npt
 from flowdrop.core.errors import ErrorCode, FlowdropError
 from flowdrop.core.expressions import ExpressionError, evaluate_bin
 from flowdrop.core.graph import Graph, Node, build_graph
-from flowdrop.core.model import Model
+from flowdrop.core.model import UNEXPECTED, Model, unprocessable
 from flowdrop.core.numerics import FloatArray, minimum, safe
 
 
@@ -249,9 +249,12 @@ def _evaluate_all(graph: Graph, overrides: Mapping[str, FloatArray]) -> dict[str
 
 def evaluate(model: Model) -> Evaluation:
     """Evaluate the model: initial pass, router overrides, re-evaluation, classes and edges."""
-    graph = build_graph(model)
-    with np.errstate(all="ignore"):  # NaN/inf follow IEEE by design; no RuntimeWarnings
-        return _evaluate_model(model, graph)
+    try:
+        graph = build_graph(model)
+        with np.errstate(all="ignore"):  # NaN/inf follow IEEE by design; no RuntimeWarnings
+            return _evaluate_model(model, graph)
+    except UNEXPECTED as exc:
+        raise unprocessable(exc) from exc
 
 
 def _evaluate_model(model: Model, graph: Graph) -> Evaluation:

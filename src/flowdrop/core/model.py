@@ -19,6 +19,7 @@ from flowdrop.core.errors import ErrorCode, FlowdropError
 from flowdrop.core.numerics import sequential_sum
 from flowdrop.core.parameters import PLACEHOLDER, merge_parameters, substitute
 from flowdrop.core.profiles import resolve_profile
+from flowdrop.core.shapes import check_shapes
 from flowdrop.core.template import Template, parse_yaml
 from flowdrop.core.validation import invalid, is_number, text, validate_template
 
@@ -463,6 +464,18 @@ def _check_grid_limits(bins: int, bin_size: int, unit: str) -> None:
         raise invalid(f"Invalid TimeUnit value: {unit}", "grid.binUnit", unit)
 
 
+def unprocessable(exc: Exception) -> FlowdropError:
+    """Last-resort translation of a shape we did not anticipate; never a traceback for users."""
+    return FlowdropError(
+        ErrorCode.TEMPLATE_INVALID,
+        f"Template could not be processed: {type(exc).__name__}: {exc}",
+        error=type(exc).__name__,
+    )
+
+
+UNEXPECTED = (TypeError, ValueError, AttributeError, KeyError, IndexError, OverflowError)
+
+
 def generate_model(
     template: Template,
     parameters: Mapping[str, Any],
@@ -471,6 +484,15 @@ def generate_model(
     now: datetime | None = None,
 ) -> Model:
     """Substitute, validate and synthesise the unified model of ``template``."""
+    try:
+        return _generate(template, parameters, mode, now)
+    except UNEXPECTED as exc:
+        raise unprocessable(exc) from exc
+
+
+def _generate(
+    template: Template, parameters: Mapping[str, Any], mode: str, now: datetime | None
+) -> Model:
     merged = merge_parameters(template, parameters)
     substituted = substitute(template.text, merged)
     if not substituted.strip():
@@ -487,19 +509,7 @@ def generate_model(
                 "mode",
                 candidate,
             )
-    for i, node in enumerate(root.get("nodes") or []):
-        if (
-            isinstance(node, dict)
-            and node.get("kind") == "const"
-            and "values" in node
-            and not isinstance(node["values"], list)
-        ):
-            raise invalid(
-                f"YAML parsing error: const node '{text(node.get('id'))}' values must be a "
-                "sequence.",
-                f"nodes[{i}].values",
-                node["values"],
-            )
+    check_shapes(root)
     _queue_synthesis(root)
     _sink_synthesis(root)
     validate_template(root)

@@ -40,7 +40,29 @@ def scalar(value: Any) -> str:
     text = str(value)
     if _PLAIN.match(text) and yaml.safe_load(text) == text:
         return text
-    return json.dumps(text, ensure_ascii=False)
+    quoted = json.dumps(text, ensure_ascii=False)
+    if all(_printable(ch) for ch in quoted):
+        return quoted
+    return "".join(ch if _printable(ch) else _escape(ch) for ch in quoted)
+
+
+def _printable(ch: str) -> bool:
+    """YAML's printable set minus line breaks (NEL, LS, PS would fold inside quotes)."""
+    code = ord(ch)
+    if code in (0x2028, 0x2029):
+        return False
+    return (
+        code in (0x09, 0x0A, 0x0D)
+        or 0x20 <= code <= 0x7E
+        or 0xA0 <= code <= 0xD7FF
+        or 0xE000 <= code <= 0xFFFD
+        or 0x10000 <= code <= 0x10FFFF
+    )
+
+
+def _escape(ch: str) -> str:
+    code = ord(ch)
+    return f"\\u{code:04X}" if code <= 0xFFFF else f"\\U{code:08X}"
 
 
 def _is_flow_list(value: Sequence[Any]) -> bool:
