@@ -447,6 +447,8 @@ class Daemon:
             return self._drain()
         finally:
             self._disarm()
+            with contextlib.suppress(OSError):
+                self.spool.work.rmdir()  # only when empty: leftovers stay for recovery
             self._lock.release()
             self.waker.close()
             self.notifier.close()

@@ -140,7 +140,7 @@ def wait_for(
                 )
                 code = 0 if result is not None and result.state.value == "succeeded" else 1
                 return WaitOutcome(code, result, status)
-        time.sleep(0.05)
+        time.sleep(0.01)
     out.write(f"error: timeout: no final status for '{request_id}' within {timeout:g} s\n")
     return WaitOutcome(1)
 
