@@ -45,6 +45,7 @@ def test_header_fields_are_exposed() -> None:
     rate = template.parameter("rate")
     assert rate is not None
     assert (rate.type, rate.default, rate.minimum, rate.maximum) == ("number", 0.3, 0.0, 5.0)
+    assert (rate.min, rate.max) == (0.0, 5.0)
     assert rate.default_text == "0.30"
     pattern = template.parameter("pattern")
     assert pattern is not None and pattern.default_text == ["1", "2.5"]

@@ -34,6 +34,16 @@ class ParameterSpec:
     description: str | None = None
     default_text: str | list[str] | None = None
 
+    @property
+    def min(self) -> float | None:
+        """Alias of ``minimum`` (templates accept ``min`` and ``minimum``)."""
+        return self.minimum
+
+    @property
+    def max(self) -> float | None:
+        """Alias of ``maximum``."""
+        return self.maximum
+
 
 @dataclass(frozen=True)
 class Template:
