@@ -318,3 +318,13 @@ def test_health_and_metrics_are_written(world: World) -> None:
     metrics = (world.spool / "state" / "metrics.prom").read_text()
     assert "# TYPE flowdrop_requests_total counter" in metrics
     assert 'flowdrop_observer_alive{instance="' in metrics
+
+
+def test_burst_of_drops_loses_nothing(world: World) -> None:
+    """150 files renamed in as fast as possible: every one ends, each ran once."""
+    ids = [f"burst-{index}" for index in range(150)]
+    for request_id in ids:
+        drop_json(world.inbox, f"{request_id}.json", _request(request_id))
+    for request_id in ids:
+        assert world.ended(request_id, timeout=60)["state"] == "succeeded"
+    assert sum(executions(world.runs, rid) for rid in ids) == len(ids)
