@@ -98,3 +98,34 @@ def test_real_observer_reports_a_rename_into_the_inbox(tmp_path: Path) -> None:
     finally:
         watcher.stop()
     assert not watcher.alive
+
+
+def test_activity_on_a_temp_name_is_a_hint(tmp_path: Path) -> None:
+    """Events on '.x.tmp' call the hint (a rename usually follows) but enqueue nothing."""
+    names: list[str] = []
+    hints: list[int] = []
+    handler = InboxHandler(tmp_path, names.append, lambda: hints.append(1))
+    handler.dispatch(FileCreatedEvent(str(tmp_path / ".x.json.tmp")))
+    handler.dispatch(FileCreatedEvent(str(tmp_path / "y.json")))
+    assert (names, hints) == (["y.json"], [1])
+
+
+def test_rename_inside_the_inbox_is_reported_fast(tmp_path: Path) -> None:
+    """With watchdog's 0.5 s move hold disabled, a tmp→final rename arrives in well under it."""
+    import time
+
+    names: list[str] = []
+    watcher = InboxWatcher(tmp_path, names.append)
+    watcher.start()
+    try:
+        latencies = []
+        for index in range(5):
+            temp = tmp_path / f".{index}.tmp"
+            temp.write_text("{}")
+            started = time.monotonic()
+            temp.rename(tmp_path / f"{index}.json")
+            wait_until(lambda i=index: f"{i}.json" in names, timeout=5, interval=0.001)
+            latencies.append(time.monotonic() - started)
+    finally:
+        watcher.stop()
+    assert sorted(latencies)[2] < 0.25
