@@ -12,8 +12,6 @@ from flowdrop.core.expressions import (
     evaluate_bin,
     evaluate_series,
     parse,
-    references,
-    same_bin_inputs,
 )
 
 
@@ -112,33 +110,6 @@ def test_evaluation_errors_carry_flowtime_messages(expr: str, message: str) -> N
     with pytest.raises(ExpressionError) as caught:
         evaluate_series(parsed, {"a": np.ones(4), "base": np.ones(4), "other": np.ones(4)}, 4)
     assert str(caught.value) == message
-
-
-@pytest.mark.parametrize(
-    ("expr", "message"),
-    [
-        ("-5", "Parse error at position 0: Unexpected character '-'"),
-        ("(a", "Parse error at position 2: Expected ')'"),
-        ("1.", "Parse error at position 2: Expected digit after decimal point"),
-        ("MIN(a,)", "Parse error at position 6: Unexpected ',' before ')'"),
-        ("MIN(a b)", "Parse error at position 6: Expected ',' or ')'"),
-        ("CONV(a, [1, x])", "Parse error at position 12: Expected ',' or ']'"),
-        ("a ^ 2", "Parse error at position 2: Unexpected character '^'"),
-        ("1e5", "Parse error at position 1: Unexpected character 'e'"),
-    ],
-)
-def test_parse_errors(expr: str, message: str) -> None:
-    """No unary minus, no exponents, positions reported (§9.3)."""
-    with pytest.raises(ExpressionError) as caught:
-        parse(expr)
-    assert str(caught.value) == message
-
-
-def test_shift_references_are_lagged_unless_also_same_bin() -> None:
-    """Identifiers only inside SHIFT(x, L>=1) are not same-bin inputs."""
-    ordered, lagged = references(parse("SHIFT(x, 1) + y + SHIFT(y, 2) + SHIFT(z, 0)"))
-    assert set(ordered) == {"x", "y", "z"} and lagged == {"x"}
-    assert same_bin_inputs(parse("SHIFT(x, 1) + y")) == ["y"]
 
 
 def test_bin_mode_matches_series_mode() -> None:

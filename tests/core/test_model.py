@@ -10,7 +10,6 @@ import yaml
 
 from flowdrop.core.engine import evaluate, generate_model, load_template
 from flowdrop.core.errors import ErrorCode, FlowdropError
-from flowdrop.core.model import snake
 
 BASE = """\
 schemaVersion: 1
@@ -43,22 +42,6 @@ outputs:
     as: served.csv
 """
 NOW = datetime(2026, 5, 4, 7, 16, 46, 123456, tzinfo=UTC)
-
-
-@pytest.mark.parametrize(
-    ("name", "expected"),
-    [
-        ("IngressQueue", "ingress_queue"),
-        ("HubQueue", "hub_queue"),
-        ("PickerWave", "picker_wave"),
-        ("API_Gateway", "a_p_i_gateway"),
-        ("AirportDlq", "airport_dlq"),
-        ("My Node-2", "my_node_2"),
-    ],
-)
-def test_snake(name: str, expected: str) -> None:
-    """Upstream snake-casing of topology ids (§4.4)."""
-    assert snake(name) == expected
 
 
 def test_queue_synthesis_and_semantics_outputs() -> None:

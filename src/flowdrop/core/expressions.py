@@ -1,4 +1,4 @@
-"""The ``expr`` language: parser, dependency analysis, series-mode and bin-mode evaluation (§9.3).
+"""Evaluation of the ``expr`` language: series mode, compiled closures, bin mode (§9.3).
 
 Series mode evaluates whole float64 arrays with numpy; bin mode (one bin at a time) is only used
 inside SHIFT feedback slices, where a recurrence forces it.
@@ -8,213 +8,41 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
 
 from flowdrop.core import numerics as nx
 from flowdrop.core.numerics import FloatArray
+from flowdrop.core.syntax import (
+    Arr,
+    BinOp,
+    Call,
+    Expr,
+    ExpressionError,
+    Num,
+    Ref,
+    parse,
+    references,
+    same_bin_inputs,
+)
 
-
-class ExpressionError(Exception):
-    """A parse or evaluation error; the message is FlowTime's."""
-
-
-@dataclass(frozen=True)
-class Num:
-    value: float
-
-
-@dataclass(frozen=True)
-class Ref:
-    name: str
-
-
-@dataclass(frozen=True)
-class Arr:
-    values: tuple[float, ...]
-
-
-@dataclass(frozen=True)
-class BinOp:
-    op: str
-    left: Expr
-    right: Expr
-
-
-@dataclass(frozen=True)
-class Call:
-    name: str
-    args: tuple[Expr, ...]
-
-
-Expr = Num | Ref | Arr | BinOp | Call
-
-
-class _Parser:
-    def __init__(self, text: str) -> None:
-        self.text = text
-        self.pos = 0
-
-    def error(self, message: str, pos: int | None = None) -> ExpressionError:
-        return ExpressionError(
-            f"Parse error at position {self.pos if pos is None else pos}: {message}"
-        )
-
-    def skip(self) -> None:
-        while self.pos < len(self.text) and self.text[self.pos].isspace():
-            self.pos += 1
-
-    def peek(self) -> str:
-        self.skip()
-        return self.text[self.pos] if self.pos < len(self.text) else ""
-
-    def parse(self) -> Expr:
-        expr = self.expression()
-        if self.peek():
-            raise self.error(f"Unexpected character '{self.text[self.pos]}'")
-        return expr
-
-    def expression(self) -> Expr:
-        left = self.term()
-        while self.peek() in ("+", "-") and self.peek():
-            op = self.text[self.pos]
-            self.pos += 1
-            left = BinOp(op, left, self.term())
-        return left
-
-    def term(self) -> Expr:
-        left = self.factor()
-        while self.peek() in ("*", "/") and self.peek():
-            op = self.text[self.pos]
-            self.pos += 1
-            left = BinOp(op, left, self.factor())
-        return left
-
-    def factor(self) -> Expr:
-        ch = self.peek()
-        if ch == "(":
-            self.pos += 1
-            inner = self.expression()
-            if self.peek() != ")":
-                raise self.error("Expected ')'")
-            self.pos += 1
-            return inner
-        if ch == "[":
-            return self.array()
-        if ch.isdigit():
-            return Num(self.number())
-        if ch.isalpha() or ch == "_":
-            return self.identifier_or_call()
-        if not ch:
-            raise self.error("Unexpected end of expression")
-        raise self.error(f"Unexpected character '{ch}'")
-
-    def number(self) -> float:
-        start = self.pos
-        while self.pos < len(self.text) and self.text[self.pos].isdigit():
-            self.pos += 1
-        if self.pos < len(self.text) and self.text[self.pos] == ".":
-            self.pos += 1
-            if self.pos >= len(self.text) or not self.text[self.pos].isdigit():
-                raise self.error("Expected digit after decimal point")
-            while self.pos < len(self.text) and self.text[self.pos].isdigit():
-                self.pos += 1
-        literal = self.text[start : self.pos]
-        try:
-            return float(literal)
-        except ValueError:
-            raise self.error(f"Invalid number format: {literal}", start) from None
-
-    def array(self) -> Arr:
-        self.pos += 1
-        values: list[float] = []
-        if self.peek() == "]":
-            self.pos += 1
-            return Arr(())
-        while True:
-            if not self.peek().isdigit():
-                raise self.error("Expected ',' or ']'")
-            values.append(self.number())
-            ch = self.peek()
-            if ch == ",":
-                self.pos += 1
-            elif ch == "]":
-                self.pos += 1
-                return Arr(tuple(values))
-            else:
-                raise self.error("Expected ',' or ']'")
-
-    def identifier_or_call(self) -> Expr:
-        start = self.pos
-        while self.pos < len(self.text) and (
-            self.text[self.pos].isalnum() or self.text[self.pos] == "_"
-        ):
-            self.pos += 1
-        name = self.text[start : self.pos]
-        if self.peek() != "(":
-            return Ref(name)
-        self.pos += 1
-        args: list[Expr] = []
-        if self.peek() == ")":
-            self.pos += 1
-            return Call(name, ())
-        while True:
-            args.append(self.expression())
-            ch = self.peek()
-            if ch == ",":
-                self.pos += 1
-                if self.peek() == ")":
-                    raise self.error("Unexpected ',' before ')'")
-            elif ch == ")":
-                self.pos += 1
-                return Call(name, tuple(args))
-            else:
-                raise self.error("Expected ',' or ')'")
-
-
-def parse(text: str) -> Expr:
-    """Parse an expression; raises :class:`ExpressionError` with FlowTime's message."""
-    return _Parser(text).parse()
-
-
-def _literal_int(expr: Expr) -> int | None:
-    if isinstance(expr, Num) and expr.value.is_integer():
-        return int(expr.value)
-    return None
-
-
-def references(expr: Expr) -> tuple[list[str], set[str]]:
-    """(all identifiers in first-seen order, identifiers read only through SHIFT with lag >= 1)."""
-    same: list[str] = []
-    lagged: list[str] = []
-
-    def walk(node: Expr, in_lag: bool) -> None:
-        if isinstance(node, Ref):
-            (lagged if in_lag else same).append(node.name)
-        elif isinstance(node, BinOp):
-            walk(node.left, in_lag)
-            walk(node.right, in_lag)
-        elif isinstance(node, Call):
-            lag = _literal_int(node.args[1]) if len(node.args) == 2 else None
-            if node.name.upper() == "SHIFT" and lag is not None and lag >= 1:
-                walk(node.args[0], True)
-                for arg in node.args[1:]:
-                    walk(arg, in_lag)
-            else:
-                for arg in node.args:
-                    walk(arg, in_lag)
-
-    walk(expr, False)
-    ordered = list(dict.fromkeys(same + lagged))
-    return ordered, set(lagged) - set(same)
-
-
-def same_bin_inputs(expr: Expr) -> list[str]:
-    """Identifiers that must be evaluated before this expression (in first-seen order)."""
-    ordered, lagged = references(expr)
-    return [name for name in ordered if name not in lagged]
+__all__ = [
+    "Arr",
+    "BinOp",
+    "Call",
+    "Expr",
+    "ExpressionError",
+    "Num",
+    "Ref",
+    "SeriesFn",
+    "compile_series",
+    "evaluate_bin",
+    "evaluate_series",
+    "parse",
+    "references",
+    "same_bin_inputs",
+]
 
 
 def _shift_lag(node: Call) -> int:

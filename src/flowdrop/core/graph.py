@@ -24,8 +24,9 @@ from flowdrop.core.expressions import (
     references,
     same_bin_inputs,
 )
-from flowdrop.core.model import Model, snake
+from flowdrop.core.model import Model
 from flowdrop.core.numerics import FloatArray, format_shortest
+from flowdrop.core.synthesis import snake
 
 DEFAULT_RETRY_KERNEL = (0.0, 0.6, 0.3, 0.1)
 

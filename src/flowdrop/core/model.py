@@ -15,13 +15,14 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from flowdrop.core import yamltext
+from flowdrop.core.diagnostics import invalid, text
+from flowdrop.core.emission import emit_node, emit_topology
 from flowdrop.core.errors import ErrorCode, FlowdropError
-from flowdrop.core.numerics import sequential_sum
 from flowdrop.core.parameters import PLACEHOLDER, merge_parameters, substitute
-from flowdrop.core.profiles import resolve_profile
 from flowdrop.core.shapes import check_shapes
+from flowdrop.core.synthesis import semantics_outputs, synthesize_queues, synthesize_sinks
 from flowdrop.core.template import Template, parse_yaml
-from flowdrop.core.validation import invalid, is_number, text, validate_template
+from flowdrop.core.validation import validate_template
 
 SIM_GENERATOR_VERSION = "0.6.0"
 MAX_BINS = 10000
@@ -31,16 +32,6 @@ _ROOT_KEYS = {
     "schemaVersion", "generator", "mode", "metadata", "window", "parameters", "grid",
     "classes", "traffic", "topology", "nodes", "outputs", "rng", "provenance",
 }  # fmt: skip
-_OUTPUT_SEMANTICS = (
-    "arrivals", "served", "errors", "attempts", "failures", "retryEcho", "queueDepth",
-    "capacity", "external_demand", "processingTimeMsSum", "servedCount",
-)  # fmt: skip
-_SEMANTIC_ORDER = (
-    "arrivals", "served", "errors", "attempts", "failures", "exhaustedFailures",
-    "retryEcho", "retryKernel", "retryBudgetRemaining", "queueDepth", "capacity",
-    "parallelism", "externalDemand", "processingTimeMsSum", "servedCount", "maxAttempts",
-    "backoffStrategy", "exhaustedPolicy", "aliases",
-)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -145,21 +136,6 @@ class Model:
         return clone
 
 
-def snake(identifier: str) -> str:
-    """Upstream's snake-case for synthesized ids: ``HubQueue`` -> ``hub_queue``."""
-    out: list[str] = []
-    for index, ch in enumerate(c for c in identifier if not c.isspace()):
-        if ch.isupper():
-            if index > 0 and out and out[-1] != "_":
-                out.append("_")
-            out.append(ch.lower())
-        elif ch.isalnum():
-            out.append(ch)
-        else:
-            out.append("_")
-    return "".join(out).strip("_")
-
-
 def _schema_check(root: dict[str, Any]) -> None:
     """The subset of template.schema.json we enforce (only when ``schemaVersion`` is present)."""
     if "schemaVersion" not in root:
@@ -201,100 +177,6 @@ def _iso(value: Any) -> str | None:
     return str(value)
 
 
-def _queue_synthesis(root: dict[str, Any]) -> None:
-    """QueueNodeSynthesizer (§4.4): hidden serviceWithBuffer nodes for buffered topology nodes."""
-    nodes: list[dict[str, Any]] = root.setdefault("nodes", []) or []
-    topology = root.get("topology") or {}
-    for tnode in topology.get("nodes") or []:
-        if not isinstance(tnode, dict):
-            continue
-        if text(tnode.get("kind")).lower() not in ("servicewithbuffer", "queue", "dlq"):
-            continue
-        semantics = tnode.setdefault("semantics", {}) or {}
-        requested = text(semantics.get("queueDepth"))
-        existing = {text(n.get("id")) for n in nodes if isinstance(n, dict)}
-        if requested and requested != "self" and requested in existing:
-            continue
-        tid = text(tnode.get("id"))
-        arrivals = text(semantics.get("arrivals"))
-        if not arrivals:
-            raise invalid(
-                f"Topology node '{tid}' must define semantics.arrivals to synthesize queue behavior.",
-                "topology.nodes.semantics.arrivals",
-                tid,
-            )
-        outflow = text(semantics.get("served")) or text(semantics.get("capacity"))
-        if not outflow:
-            raise invalid(
-                f"Topology node '{tid}' must define semantics.served or semantics.capacity to "
-                "synthesize queue behavior.",
-                "topology.nodes.semantics.served",
-                tid,
-            )
-        if requested and requested != "self":
-            queue_id = requested
-        else:
-            base = snake(tid) + "_queue"
-            lowered = {e.lower() for e in existing}
-            queue_id, k = base, 0
-            while queue_id.lower() in lowered:
-                k += 1
-                queue_id = f"{base}_{k}"
-        synthesized: dict[str, Any] = {
-            "id": queue_id,
-            "kind": "serviceWithBuffer",
-            "inflow": arrivals,
-            "outflow": outflow,
-        }
-        loss = text(semantics.get("errors"))
-        if loss:
-            synthesized["loss"] = loss
-        if isinstance(tnode.get("dispatchSchedule"), dict):
-            synthesized["dispatchSchedule"] = dict(tnode["dispatchSchedule"])
-        synthesized["metadata"] = {"graph.hidden": "true"}
-        nodes.append(synthesized)
-        semantics["queueDepth"] = queue_id
-
-
-def _sink_synthesis(root: dict[str, Any]) -> None:
-    """SinkNodeSynthesizer (§4.5): served = arrivals, or MAX(0, arrivals - errors)."""
-    nodes: list[dict[str, Any]] = root.get("nodes") or []
-    for tnode in (root.get("topology") or {}).get("nodes") or []:
-        if not isinstance(tnode, dict) or text(tnode.get("kind")).lower() != "sink":
-            continue
-        tid = text(tnode.get("id"))
-        semantics = tnode.setdefault("semantics", {}) or {}
-        arrivals = text(semantics.get("arrivals"))
-        if not arrivals:
-            raise invalid(
-                f"Topology node '{tid}' of kind sink must define semantics.arrivals.",
-                "topology.nodes.semantics.arrivals",
-                tid,
-            )
-        served, errors = text(semantics.get("served")), text(semantics.get("errors"))
-        if not served:
-            if errors:
-                served_id = snake(tid) + "_served"
-                nodes.append(
-                    {
-                        "id": served_id,
-                        "kind": "expr",
-                        "expr": f"MAX(0, {arrivals} - {errors})",
-                        "metadata": {"graph.hidden": "true"},
-                    }
-                )
-                semantics["served"] = served_id
-            else:
-                semantics["served"] = arrivals
-        elif not errors and served != arrivals:
-            raise invalid(
-                f"Topology node '{tid}' of kind sink must map semantics.served to the same "
-                "series as semantics.arrivals.",
-                "topology.nodes.semantics.served",
-                served,
-            )
-
-
 _VALUES_LINE = re.compile(r"^\s*values\s*:(.*)$")
 
 
@@ -322,135 +204,6 @@ def _const_length_check(template_text: str, merged: Mapping[str, Any], bins: int
                     path=f"parameters.{name}",
                     value=len(value),
                 )
-
-
-def _pmf_expected(pmf: Mapping[str, Any]) -> float:
-    return sequential_sum(
-        [float(v) * float(p) for v, p in zip(pmf["values"], pmf["probabilities"], strict=True)]
-    )
-
-
-def _emit_node(node: dict[str, Any], bins: int, where: str) -> dict[str, Any]:
-    kind = text(node.get("kind"))
-    out: dict[str, Any] = {"id": text(node.get("id")), "kind": kind}
-    metadata = dict(node.get("metadata") or {})
-    if kind == "const":
-        values = node.get("values")
-        if not isinstance(values, list) or any(not is_number(v) for v in values):
-            raise invalid(
-                f"YAML parsing error: const node '{out['id']}' values must be a sequence of numbers.",
-                f"{where}.values",
-                values if not isinstance(values, list) else None,
-            )
-        out["values"] = values
-    elif kind == "expr":
-        out["expr"] = str(node["expr"])
-    elif kind == "pmf":
-        profile = node.get("profile")
-        if isinstance(profile, dict):
-            expected = _pmf_expected(node["pmf"])
-            weights = profile.get("weights")
-            resolved = resolve_profile(
-                None if profile.get("kind") is None else str(profile["kind"]),
-                None if profile.get("name") is None else str(profile["name"]),
-                [float(w) for w in weights] if isinstance(weights, list) else None,
-                bins,
-            )
-            out["kind"] = "const"
-            out["values"] = [expected * w for w in resolved]
-            metadata["origin.kind"] = "pmf"
-            metadata["profile.kind"] = str(profile.get("kind") or "builtin")
-            if metadata["profile.kind"].lower() == "builtin" and profile.get("name"):
-                metadata["profile.name"] = str(profile["name"])
-            metadata["pmf.expected"] = f"{expected:.17g}"
-        else:
-            pmf = node["pmf"]
-            out["pmf"] = {"values": pmf["values"], "probabilities": pmf["probabilities"]}
-    elif kind == "serviceWithBuffer":
-        for key in ("inflow", "outflow", "loss", "dispatchSchedule"):
-            if node.get(key) not in (None, ""):
-                out[key] = node[key]
-    elif kind == "router":
-        out["inputs"] = node["inputs"]
-        out["routes"] = node["routes"]
-    if metadata:
-        out["metadata"] = {str(k): str(v) for k, v in metadata.items()}
-    return out
-
-
-def _emit_topology(topology: dict[str, Any]) -> dict[str, Any]:
-    nodes: list[dict[str, Any]] = []
-    for tnode in topology.get("nodes") or []:
-        out: dict[str, Any] = {"id": text(tnode.get("id")), "kind": text(tnode.get("kind"))}
-        for key in ("nodeRole", "group", "constraints"):
-            if tnode.get(key) not in (None, "", []):
-                out[key] = tnode[key]
-        raw = dict(tnode.get("semantics") or {})
-        if "external_demand" in raw:
-            raw["externalDemand"] = raw.pop("external_demand")
-        semantics: dict[str, Any] = {"arrivals": text(raw.get("arrivals"))}
-        semantics["served"] = text(raw.get("served"))
-        for key in _SEMANTIC_ORDER[2:]:
-            value = raw.get(key)
-            if value is None or (isinstance(value, str) and not value.strip()):
-                continue
-            semantics[key] = value
-        out["semantics"] = semantics
-        initial = tnode.get("initialCondition")
-        if isinstance(initial, dict) and initial.get("queueDepth") is not None:
-            out["initialCondition"] = {"queueDepth": initial["queueDepth"]}
-        for key in ("ui", "dispatchSchedule"):
-            if tnode.get(key):
-                out[key] = tnode[key]
-        nodes.append(out)
-    emitted: dict[str, Any] = {"nodes": nodes}
-    edges = []
-    for edge in topology.get("edges") or []:
-        entry = {
-            key: edge[key]
-            for key in ("id", "from", "to", "weight", "type", "measure", "multiplier", "lag")
-            if edge.get(key) is not None
-        }
-        entry.setdefault("weight", 1.0)
-        edges.append(entry)
-    if edges:
-        emitted["edges"] = edges
-    constraints = []
-    for constraint in topology.get("constraints") or []:
-        sem = constraint.get("semantics") or {}
-        constraints.append(
-            {
-                "id": constraint["id"],
-                "semantics": {
-                    k: sem[k]
-                    for k in ("arrivals", "served", "errors", "latencyMinutes")
-                    if sem.get(k) not in (None, "")
-                },
-            }
-        )
-    if constraints:
-        emitted["constraints"] = constraints
-    return emitted
-
-
-def _ensure_semantics_outputs(root: dict[str, Any]) -> list[dict[str, Any]]:
-    outputs: list[dict[str, Any]] = []
-    for output in root.get("outputs") or []:
-        entry = {"series": text(output.get("series"))}
-        if output.get("exclude"):
-            entry["exclude"] = output["exclude"]
-        if output.get("as"):
-            entry["as"] = str(output["as"])
-        outputs.append(entry)
-    present = {o["series"].lower() for o in outputs}
-    for tnode in (root.get("topology") or {}).get("nodes") or []:
-        semantics = tnode.get("semantics") or {}
-        for key in _OUTPUT_SEMANTICS:
-            ref = text(semantics.get(key))
-            if ref and ref.lower() not in present:
-                present.add(ref.lower())
-                outputs.append({"series": ref})
-    return outputs
 
 
 def _check_grid_limits(bins: int, bin_size: int, unit: str) -> None:
@@ -510,8 +263,8 @@ def _generate(
                 candidate,
             )
     check_shapes(root)
-    _queue_synthesis(root)
-    _sink_synthesis(root)
+    synthesize_queues(root)
+    synthesize_sinks(root)
     validate_template(root)
     grid = root["grid"]
     bins, bin_size, unit = int(grid["bins"]), int(grid["binSize"]), text(grid.get("binUnit"))
@@ -553,10 +306,10 @@ def _build(
             ]
         }
     document["nodes"] = [
-        _emit_node(node, bins, f"nodes[{i}]") for i, node in enumerate(root["nodes"])
+        emit_node(node, bins, f"nodes[{i}]") for i, node in enumerate(root["nodes"])
     ]
-    document["outputs"] = _ensure_semantics_outputs(root)
-    document["topology"] = _emit_topology(root.get("topology") or {})
+    document["outputs"] = semantics_outputs(root)
+    document["topology"] = emit_topology(root.get("topology") or {})
     provenance_raw = root.get("provenance") if isinstance(root.get("provenance"), dict) else {}
     assert isinstance(provenance_raw, dict)
     metadata = root.get("metadata") or {}

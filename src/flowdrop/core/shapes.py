@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flowdrop.core.validation import invalid
+from flowdrop.core.diagnostics import invalid
 
 _NUMERIC_NODE_FIELDS = ("wipLimit",)
 _NUMERIC_EDGE_FIELDS = ("weight", "multiplier", "lag")
