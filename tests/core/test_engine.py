@@ -167,7 +167,7 @@ def test_same_inputs_give_identical_csvs_and_run_id(
     )
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=15, deadline=None)
 @given(
     wave=st.integers(10, 500),
     pack=st.integers(10, 300),

@@ -85,7 +85,7 @@ def _unanticipated(error: FlowdropError) -> bool:
     return error.message.startswith("Template could not be processed:")
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.tuples(st.sampled_from(PATHS), junk), min_size=1, max_size=3))
 def test_mutated_templates_raise_only_flowdrop_errors(
     mutations: list[tuple[tuple[Any, ...], Any]],
