@@ -32,6 +32,7 @@ from flowdrop.core.errors import ErrorCode, FlowdropError
 from flowdrop.core.evaluation import Evaluation, evaluate_graph
 from flowdrop.core.graph import build_graph
 from flowdrop.core.hashing import dotnet_json
+from flowdrop.core.model import UNEXPECTED, unprocessable
 from flowdrop.core.numerics import FloatArray
 from flowdrop.core.routing import route_volumes
 
@@ -141,20 +142,26 @@ def evaluate_seeded(
     """``engine.evaluate`` with captured per-class series seeded into the class pass.
 
     The engine's facade has no class overrides yet, so this mirrors ``evaluation.evaluate``
-    step by step and passes ``seeded`` to ``class_contributions`` (both passes).
+    (same steps, same IEEE error state, same mapping of unexpected failures) and passes
+    ``seeded`` to ``class_contributions`` in both passes. The replay parity tests over every
+    real template guard the mirror against drifting from the engine.
     """
     if not seeded:
         return engine.evaluate(model)
     seeds = {k: dict(v) for k, v in seeded.items()}
-    graph = build_graph(model)
-    series = evaluate_graph(graph)
-    classes = class_contributions(graph, series, seeds)
-    if graph.routers:
-        overrides, routed_classes = route_volumes(graph, series, classes)
-        if overrides:
-            series = evaluate_graph(graph, overrides)
-            classes = class_contributions(graph, series, {**seeds, **routed_classes})
-    edges, edge_classes = edge_series(model, graph, series, classes)
+    try:
+        graph = build_graph(model)
+        with np.errstate(all="ignore"):
+            series = evaluate_graph(graph)
+            classes = class_contributions(graph, series, seeds)
+            if graph.routers:
+                overrides, routed_classes = route_volumes(graph, series, classes)
+                if overrides:
+                    series = evaluate_graph(graph, overrides)
+                    classes = class_contributions(graph, series, {**seeds, **routed_classes})
+            edges, edge_classes = edge_series(model, graph, series, classes)
+    except UNEXPECTED as exc:
+        raise unprocessable(exc) from exc
     return Evaluation(
         series=series,
         order=list(graph.order),
