@@ -186,3 +186,35 @@ def test_outbox_never_contains_absolute_paths(world: World) -> None:
     world.run("paths-1", "mini-orders")
     for path in world.outbox.iterdir():
         assert str(world.base) not in path.read_text(), path.name
+
+
+@pytest.mark.parametrize("point", ["after_running_status", "result_before_rename", "after_result"])
+def test_crash_during_an_auto_capture_request_ends_once_after_restart(
+    tmp_path: Path, point: str
+) -> None:
+    """Real orchestrator, SIGKILL at a spool failpoint, restart: one outcome, one bundle."""
+    templates = tmp_path / "templates"
+    templates.mkdir()
+    (templates / "orders.yaml").write_text(_template("mini-orders", "mini-orders-bundle"))
+    config = write_config(tmp_path, processor=None, workers=1)
+    spool = tmp_path / "spool"
+    (spool / "inbox").mkdir(parents=True)
+    body = {"requestId": "crashy", "templateId": "mini-orders", "mode": "telemetry"}
+    drop_json(spool / "inbox", "crashy.json", body)
+    crashing = DaemonProcess(config, env={"FLOWDROP_FAILPOINTS": f"{point}=kill"})
+    assert crashing.proc.wait(timeout=30) == -9
+    crashing.kill()
+    restarted = DaemonProcess(config)
+    restarted.wait_ready()
+    status = wait_until(lambda: terminal_status(spool / "outbox", "crashy"), timeout=30)
+    wait_until(lambda: (spool / "done" / "crashy.json").exists(), message="done/")
+    assert restarted.stop() == 0
+    assert status["state"] == "succeeded"
+    result = read_json(spool / "outbox" / "crashy.result.json")
+    expected = "generated" if point == "after_running_status" else None
+    if expected:
+        assert result["capture"]["status"] == expected
+    else:  # the crashed attempt published the bundle (and maybe the result) already
+        assert result["capture"]["status"] in {"generated", "reused"}
+    bundles = [p.name for p in (tmp_path / "telemetry").iterdir() if not p.name.startswith(".")]
+    assert bundles == ["mini-orders-bundle"]
