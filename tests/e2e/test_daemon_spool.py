@@ -328,3 +328,19 @@ def test_burst_of_drops_loses_nothing(world: World) -> None:
     for request_id in ids:
         assert world.ended(request_id, timeout=60)["state"] == "succeeded"
     assert sum(executions(world.runs, rid) for rid in ids) == len(ids)
+
+
+def test_status_seq_only_grows_while_a_request_runs(world: World) -> None:
+    """Sampled while running, the status file is always whole and its seq never goes back."""
+    drop_json(world.inbox, "seq.json", _request("seq", parameters={"sleep": 0.3}))
+    seen: list[int] = []
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        status = read_json(world.outbox / "seq.status.json")
+        if status is not None:
+            seen.append(status["seq"])
+            if status["state"] == "succeeded":
+                break
+        time.sleep(0.002)
+    assert seen and seen == sorted(seen)
+    assert seen[-1] >= 4
