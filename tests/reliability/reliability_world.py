@@ -35,6 +35,7 @@ from typing import Any
 from flowdrop.core.bundle import validate_bundle
 from flowdrop.core.contract import QuarantineReason, RunResult, StatusFile
 from flowdrop.core.errors import ErrorCode
+from flowdrop.core.storage import TEMP_PREFIX
 from flowdrop.daemon.spool import REASON_SUFFIX, is_request_name
 from flowdrop.daemon.testing import (
     DaemonProcess,
@@ -390,7 +391,7 @@ class World:
 
     def _check_i2(self, report: Report) -> None:
         base_text = str(self.base)
-        for path in sorted(self.outbox.iterdir()):
+        for path in sorted(self.outbox.iterdir()) if self.outbox.is_dir() else []:
             if path.name.startswith("."):
                 continue  # a temp left by a SIGKILL: never under a final name
             raw = path.read_bytes()
@@ -444,6 +445,7 @@ class World:
     def _check_i4(self, report: Report, *, strict_codes: bool) -> None:
         names = set(os.listdir(self.quarantine)) if self.quarantine.is_dir() else set()
         expected_codes = {d.name: d.code for d in self.drops if d.dest == "quarantine" and d.code}
+        names = {n for n in names if not n.startswith(TEMP_PREFIX)}  # a writer's temp, not final
         for name in sorted(names):
             if name.endswith(REASON_SUFFIX):
                 continue
@@ -483,7 +485,11 @@ def _count_files(directory: Path) -> int:
 
 def _count_quarantined(directory: Path) -> int:
     try:
-        return sum(1 for name in os.listdir(directory) if not name.endswith(REASON_SUFFIX))
+        return sum(
+            1
+            for name in os.listdir(directory)
+            if not name.endswith(REASON_SUFFIX) and not name.startswith(TEMP_PREFIX)
+        )
     except FileNotFoundError:
         return 0
 
