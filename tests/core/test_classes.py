@@ -77,3 +77,24 @@ def test_rescale_only_touches_mismatched_positive_bins() -> None:
     fixed = rescale(classes, np.array([4.0, 5.0, 4.0]))
     assert fixed["A"].tolist() == [2.0, 0.0, 2.0]
     assert rescale({}, np.zeros(1)) == {}
+
+
+def test_class_seeds_replace_a_nodes_decomposition_and_flow_downstream() -> None:
+    """evaluate(class_seeds=...) takes the seeded split for that node; expressions follow it."""
+    model = classed(
+        [
+            {"id": "t", "kind": "expr", "expr": "a + b"},
+            {"id": "d", "kind": "expr", "expr": "t * 0.5"},
+        ]
+    )
+    seeds = {"t": {"A": np.array([1.0, 3.0]), "B": np.array([7.0, 1.0])}}
+    result = evaluate(model, class_seeds=seeds)
+    assert {c: v.tolist() for c, v in result.classes["t"].items()} == {
+        "A": [1, 3],
+        "B": [7, 1],
+    }
+    assert {c: v.tolist() for c, v in result.classes["d"].items()} == {
+        "A": [0.5, 1.5],
+        "B": [3.5, 0.5],
+    }
+    assert split(model, "t") == {"A": [6, 2], "B": [2, 2]}

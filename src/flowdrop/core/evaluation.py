@@ -247,29 +247,39 @@ def _evaluate_all(graph: Graph, overrides: Mapping[str, FloatArray]) -> dict[str
     return series
 
 
-def evaluate(model: Model) -> Evaluation:
-    """Evaluate the model: initial pass, router overrides, re-evaluation, classes and edges."""
+def evaluate(
+    model: Model, *, class_seeds: Mapping[str, Mapping[str, FloatArray]] | None = None
+) -> Evaluation:
+    """Evaluate the model: initial pass, router overrides, re-evaluation, classes and edges.
+
+    ``class_seeds`` (node id -> class id -> series) replaces the class pass's decomposition of
+    those nodes in both passes, as upstream's class overrides do; telemetry replay seeds the
+    captured per-class series with it. Router-derived classes win over a seed for the same node.
+    """
+    seeds = {node: dict(per_class) for node, per_class in (class_seeds or {}).items()}
     try:
         graph = build_graph(model)
         with np.errstate(all="ignore"):  # NaN/inf follow IEEE by design; no RuntimeWarnings
-            return _evaluate_model(model, graph)
+            return _evaluate_model(model, graph, seeds)
     except UNEXPECTED as exc:
         raise unprocessable(exc) from exc
 
 
-def _evaluate_model(model: Model, graph: Graph) -> Evaluation:
+def _evaluate_model(
+    model: Model, graph: Graph, seeds: dict[str, dict[str, FloatArray]]
+) -> Evaluation:
     # Imported here: these modules build on evaluation's queue helpers (import cycle).
     from flowdrop.core.classes import class_contributions
     from flowdrop.core.edges import edge_series
     from flowdrop.core.routing import route_volumes
 
     series = evaluate_graph(graph)
-    classes = class_contributions(graph, series)
+    classes = class_contributions(graph, series, seeds)
     if graph.routers:
         overrides, routed_classes = route_volumes(graph, series, classes)
         if overrides:
             series = evaluate_graph(graph, overrides)
-            classes = class_contributions(graph, series, routed_classes)
+            classes = class_contributions(graph, series, {**seeds, **routed_classes})
     declared = [str(c.get("id")) for c in model.classes]
     edges, edge_classes = edge_series(model, graph, series, classes)
     return Evaluation(

@@ -26,15 +26,9 @@ import numpy as np
 from flowdrop.core import engine
 from flowdrop.core.bundle import BundleManifest, read_bundle_csv
 from flowdrop.core.capture import DEFAULT_CLASS, METRICS, CaptureWarning
-from flowdrop.core.classes import class_contributions
-from flowdrop.core.edges import edge_series
 from flowdrop.core.errors import ErrorCode, FlowdropError
-from flowdrop.core.evaluation import Evaluation, evaluate_graph
-from flowdrop.core.graph import build_graph
 from flowdrop.core.hashing import dotnet_json
-from flowdrop.core.model import UNEXPECTED, unprocessable
 from flowdrop.core.numerics import FloatArray
-from flowdrop.core.routing import route_volumes
 
 _FIELD_BY_METRIC = {metric: field_name for field_name, metric in METRICS.items()}
 
@@ -136,43 +130,6 @@ def apply_plan(model: engine.Model, plan: ReplayPlan) -> dict[str, dict[str, Flo
     return seeded
 
 
-def evaluate_seeded(
-    model: engine.Model, seeded: Mapping[str, Mapping[str, FloatArray]]
-) -> engine.Evaluation:
-    """``engine.evaluate`` with captured per-class series seeded into the class pass.
-
-    The engine's facade has no class overrides yet, so this mirrors ``evaluation.evaluate``
-    (same steps, same IEEE error state, same mapping of unexpected failures) and passes
-    ``seeded`` to ``class_contributions`` in both passes. The replay parity tests over every
-    real template guard the mirror against drifting from the engine.
-    """
-    if not seeded:
-        return engine.evaluate(model)
-    seeds = {k: dict(v) for k, v in seeded.items()}
-    try:
-        graph = build_graph(model)
-        with np.errstate(all="ignore"):
-            series = evaluate_graph(graph)
-            classes = class_contributions(graph, series, seeds)
-            if graph.routers:
-                overrides, routed_classes = route_volumes(graph, series, classes)
-                if overrides:
-                    series = evaluate_graph(graph, overrides)
-                    classes = class_contributions(graph, series, {**seeds, **routed_classes})
-            edges, edge_classes = edge_series(model, graph, series, classes)
-    except UNEXPECTED as exc:
-        raise unprocessable(exc) from exc
-    return Evaluation(
-        series=series,
-        order=list(graph.order),
-        classes=classes,
-        edges=edges,
-        edge_classes=edge_classes,
-        class_ids=[str(c.get("id")) for c in model.classes],
-        graph=graph,
-    )
-
-
 def replay_bundle(
     model: engine.Model,
     template: engine.Template,
@@ -190,7 +147,7 @@ def replay_bundle(
     fed by ``bundle_dir`` into ``out_dir``; ``model`` is modified."""
     plan = plan_replay(model, bundle_dir, manifest)
     seeded = apply_plan(model, plan)
-    evaluation = evaluate_seeded(model, seeded)
+    evaluation = engine.evaluate(model, class_seeds=seeded)
     info = engine.write_run(
         model,
         evaluation,
