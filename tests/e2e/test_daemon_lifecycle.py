@@ -207,11 +207,13 @@ def test_detach_writes_pidfile_and_stops_on_sigterm(tmp_path: Path) -> None:
     )
     try:
         drop_json(tmp_path / "spool" / "inbox", "detached.json", _request("detached"))
-        status = wait_until(lambda: terminal_status(tmp_path / "spool" / "outbox", "detached"))
+        status = wait_until(
+            lambda: terminal_status(tmp_path / "spool" / "outbox", "detached"), timeout=30
+        )
         assert status["state"] == "succeeded"
     finally:
         os.kill(pid, signal.SIGTERM)
-    wait_until(lambda: not pidfile.exists(), message="pidfile removed")
+    wait_until(lambda: not pidfile.exists(), timeout=30, message="pidfile removed")
     assert "daemon_stopped" in (tmp_path / "spool" / "state" / "flowdrop.log").read_text()
 
 
