@@ -42,7 +42,7 @@ class World:
         self.outbox = self.spool / "outbox"
         self.runs = base / "runs"
 
-    def ended(self, request_id: str, timeout: float = 10.0) -> dict[str, object]:
+    def ended(self, request_id: str, timeout: float = 20.0) -> dict[str, object]:
         return wait_until(  # type: ignore[no-any-return]
             lambda: terminal_status(self.outbox, request_id),
             timeout=timeout,

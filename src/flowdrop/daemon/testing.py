@@ -70,7 +70,7 @@ def counting_processor(settings: Settings) -> Processor:
 def wait_until(
     predicate: Callable[[], Any],
     *,
-    timeout: float = 10.0,
+    timeout: float = 20.0,
     interval: float = 0.02,
     message: str = "condition",
 ) -> Any:
