@@ -7,7 +7,7 @@ evaluator recomputes everything downstream. Per-class files seed the class pass 
 (upstream "class overrides"), so the replayed run's per-class series are the captured ones.
 The bundle's CSVs and manifest are copied into ``model/telemetry/`` of the run.
 
-The caller (:mod:`flowdrop.core.orchestrator`) has already validated the bundle with
+The caller (:mod:`flowdrop.core.autocapture`) has already validated the bundle with
 :func:`flowdrop.core.bundle.validate_bundle` and gives a staging directory to write into.
 """
 
