@@ -138,3 +138,25 @@ def test_second_daemon_with_the_same_instance_name_refuses_to_start(tmp_path: Pa
             second.run()
     finally:
         first.stop()
+
+
+def test_inotify_limit_falls_back_to_polling(
+    start, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    """ENOSPC from inotify_add_watch (watch limit) with watch: auto → polling, still working."""
+    import errno
+
+    from flowdrop.daemon import watcher
+
+    def no_watches(self: object) -> None:
+        raise OSError(errno.ENOSPC, "inotify watch limit reached")
+
+    monkeypatch.setattr(watcher.InboxWatcher, "start", no_watches)
+    running = start(watch=WatchMode.AUTO)
+    assert running.daemon.snapshot().watch_mode == "polling"
+    assert running.daemon.healthy()
+    drop_json(tmp_path / "spool" / "inbox", "fallback.json", REQUEST)
+    status = wait_until(
+        lambda: terminal_status(tmp_path / "spool" / "outbox", "fallback"), timeout=5
+    )
+    assert status["state"] == "succeeded"
