@@ -18,7 +18,13 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
 from reliability_world import World
 
 from flowdrop.daemon.testing import DaemonProcess
@@ -109,15 +115,17 @@ class SpoolMachine(RuleBasedStateMachine):
 
 
 def _run(examples: int, steps: int) -> None:
-    machine = settings(
-        max_examples=examples,
-        stateful_step_count=steps,
-        deadline=None,
-        derandomize=True,
-        database=None,
-        suppress_health_check=list(HealthCheck),
-    )(SpoolMachine)
-    machine.TestCase().runTest()
+    run_state_machine_as_test(
+        SpoolMachine,
+        settings=settings(
+            max_examples=examples,
+            stateful_step_count=steps,
+            deadline=None,
+            derandomize=True,
+            database=None,
+            suppress_health_check=list(HealthCheck),
+        ),
+    )
 
 
 def test_model_based_light() -> None:
