@@ -20,7 +20,7 @@ from typing import Any
 from flowdrop.core.bundle import ExpectedGrid, validate_bundle
 from flowdrop.core.bundlegeneration import generate_bundle
 from flowdrop.core.bundlereuse import reused_capture
-from flowdrop.core.capture import CaptureWarning
+from flowdrop.core.capturemanifest import CaptureWarning
 from flowdrop.core.contract import CaptureStatus, Mode, Phase, RunResult, RunSummary
 from flowdrop.core.dryrun import telemetry_plan
 from flowdrop.core.errors import ErrorCode, FlowdropError

@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from flowdrop import __version__
-from flowdrop.core.capture import CSV_HEADER, DEFAULT_CLASS, METRICS
+from flowdrop.core.capturebindings import DEFAULT_CLASS, METRICS
+from flowdrop.core.capturecsv import CSV_HEADER
 from flowdrop.core.errors import ErrorCode, FlowdropError
 from flowdrop.core.hashing import dotnet_json, sha256_file
 from flowdrop.core.sandbox import check_file_name, resolve_inside

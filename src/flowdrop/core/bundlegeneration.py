@@ -18,7 +18,8 @@ from flowdrop.core.bundle import (
     write_bundle_json,
 )
 from flowdrop.core.bundlereuse import reused_capture
-from flowdrop.core.capture import capture_run, format_utc
+from flowdrop.core.capture import capture_run
+from flowdrop.core.capturemanifest import format_utc
 from flowdrop.core.contract import CaptureStatus, CaptureSummary, Mode, Phase
 from flowdrop.core.errors import ErrorCode, FlowdropError
 from flowdrop.core.failpoints import failpoint

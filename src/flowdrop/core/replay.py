@@ -25,7 +25,8 @@ import numpy as np
 
 from flowdrop.core import engine
 from flowdrop.core.bundle import BundleManifest, read_bundle_csv
-from flowdrop.core.capture import DEFAULT_CLASS, METRICS, CaptureWarning
+from flowdrop.core.capturebindings import DEFAULT_CLASS, METRICS
+from flowdrop.core.capturemanifest import CaptureWarning
 from flowdrop.core.errors import ErrorCode, FlowdropError
 from flowdrop.core.hashing import dotnet_json
 from flowdrop.core.numerics import FloatArray

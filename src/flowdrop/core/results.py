@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flowdrop.core.capture import CaptureWarning
+from flowdrop.core.capturemanifest import CaptureWarning
 from flowdrop.core.contract import (
     CaptureStatus,
     CaptureSummary,
