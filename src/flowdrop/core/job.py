@@ -22,6 +22,7 @@ from flowdrop.core import engine, hashing
 from flowdrop.core.artifacts import template_provenance
 from flowdrop.core.contract import Mode, Phase, RunRequest
 from flowdrop.core.errors import ErrorCode, FlowdropError
+from flowdrop.core.overrides import check_overrides
 from flowdrop.core.roots import Roots, RunStore, find_template
 from flowdrop.core.sandbox import check_file_name, check_id, check_root
 
@@ -98,6 +99,7 @@ class Job:
                 raise FlowdropError(ErrorCode.PARAMETER_INVALID, msg, parameter=param)
         self.seed = request.rng.seed if request.rng is not None else None
         self.parameters = {k: v for k, v in request.parameters.items() if v is not None}
+        check_overrides(self.template, self.parameters)
         self.replay_params = dict(self.parameters)
         self.replay_params.update({p: f"file://telemetry/{n}" for p, n in self.bindings.items()})
         # Generating the model validates the parameters before anything is planned or written.
