@@ -296,6 +296,13 @@ def parse_request(raw: bytes) -> RunRequest:
         ) from None
     except ValueError as exc:  # parse_constant, int too large for str conversion
         raise FlowdropError(ErrorCode.INVALID_JSON, f"Request is not valid JSON: {exc}") from None
+    try:
+        # A "\udXXX" escape without its pair decodes to a lone surrogate: not text, and it
+        # would make any status or reason that echoes it unwritable as UTF-8.
+        json.dumps(document, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        msg = "Request is not valid JSON: a \\u escape is an unpaired UTF-16 surrogate."
+        raise FlowdropError(ErrorCode.INVALID_JSON, msg) from None
     if not isinstance(document, dict):
         msg = "Request must be a JSON object."
         raise FlowdropError(ErrorCode.INVALID_REQUEST, msg, type=type(document).__name__)
