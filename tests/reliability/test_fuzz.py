@@ -46,6 +46,7 @@ json_scalars = st.one_of(
     st.floats(allow_nan=False, allow_infinity=False),
     st.text(max_size=20),
     st.sampled_from(["..", "../x", "/etc/passwd", "tiny", "tiny-key", "a" * 130, "\x00", "é"]),
+    st.sampled_from(["\udf9d", "x\ud800y"]),  # lone surrogates (JSON "\\udXXX" escapes)
 )
 json_values = st.recursive(
     json_scalars,

@@ -281,6 +281,24 @@ RAW_ATTACKS: list[tuple[str, bytes, str, str]] = [
         "invalid_json",
         r"^Request is not valid UTF-8 \(byte 16\)\.$",
     ),
+    (
+        "lone-surrogate",
+        b'{"templateId": "\\udf9d", "mode": "simulation"}',
+        "invalid_json",
+        r"^Request is not valid JSON: a \\u escape is an unpaired UTF-16 surrogate\.$",
+    ),
+    (
+        "lone-surrogate-key",
+        b'{"templateId": "tiny", "mode": "simulation", "\\ud800": 1}',
+        "invalid_json",
+        r"unpaired UTF-16 surrogate",
+    ),
+    (
+        "lone-surrogate-version",
+        b'{"templateId": "tiny", "mode": "simulation", "schemaVersion": "\\udc00"}',
+        "invalid_json",
+        r"unpaired UTF-16 surrogate",
+    ),
     ("truncated", b'{"templateId": "tiny", "mo', "invalid_json", r"^Request is not valid JSON: "),
 ]
 
