@@ -99,7 +99,10 @@ def claim(
         info = os.lstat(source)
     except FileNotFoundError:
         return ClaimOutcome(Decision.GONE)
-    young = stat.S_ISREG(info.st_mode) and wall_clock() - info.st_mtime < stale_after
+    # An mtime more than stale_after in the future is a wrong clock, not a writer at work:
+    # waiting for the wall clock to pass it could take forever (Postfix's future-mtime guard).
+    age = wall_clock() - info.st_mtime
+    young = stat.S_ISREG(info.st_mode) and -stale_after < age < stale_after
     # A second link is usually a writer publishing by link() that has not yet unlinked its
     # temporary name; bytes that are not JSON yet are still being written.
     if young and (
