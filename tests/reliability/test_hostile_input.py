@@ -15,11 +15,12 @@ import os
 import re
 import socket
 import stat
+import time
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from reliability_world import Drop, World
+from reliability_world import Drop, World, request_body
 
 from flowdrop.daemon.testing import read_json
 
@@ -483,3 +484,32 @@ def test_outside_fingerprint_sees_changes(world: World) -> None:
     (world.outside / "passwd").write_text("changed\n")
     with pytest.raises(AssertionError, match="I5"):
         world.check()
+
+
+def test_clock_skew_and_crashed_writers(world: World) -> None:
+    """mtimes far in the future or the past, and writers that died mid-write, still end once."""
+    world.config(workers=2, stale_after=1, reconcile_interval=0.5)
+    daemon = world.start()
+    day = 86_400
+    now = time.time()
+    cases = {
+        "future-garbage": (b'{"templateId": "t", "mo', now + day, "invalid_json"),
+        "far-future-garbage": (b"{", now + 100 * 365 * day, "invalid_json"),
+        "past-garbage": (b'{"templateId"', 0, "invalid_json"),
+        "crashed-writer": (
+            b'{"schemaVersion": 1, "templateId": "t", "mode": "simul',
+            now,
+            "invalid_json",
+        ),
+    }
+    for request_id, (raw, mtime, code) in cases.items():
+        path = world.inbox / f"{request_id}.json"
+        path.write_bytes(raw)  # in place, never completed
+        os.utime(path, (mtime, mtime))
+        world.expect(Drop(path.name, request_id, "quarantine", "rejected", code, 0))
+    for request_id, mtime in (("future-ok", now + day), ("past-ok", 1.0)):
+        item = world.drop(request_id, body=request_body(request_id))
+        os.utime(world.inbox / item.name, (mtime, mtime))
+    world.wait_settled(timeout=30)
+    assert daemon.stop() == 0
+    world.check()
