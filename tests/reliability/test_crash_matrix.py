@@ -124,3 +124,38 @@ def test_random_crash_rounds(world: World) -> None:
         if result["state"] == "failed":
             assert result["error"]["code"] == "interrupted", result
     assert report.done == len(world.drops)
+
+
+@pytest.mark.heavy
+def test_orchestrator_points_repeated(world: World) -> None:
+    """Every orchestrator failpoint twice more, each round with a fresh captureKey, one daemon
+    restart per crash; at the end every bundle was generated once and every request ended."""
+    keys = [(f"tpl{r}", f"key-{r}") for r in range(2)]
+    world.add_tiny_templates(*keys)
+    world.config(workers=1, processor=None, max_attempts=20)
+    crashes = 0
+    for round_no, (template_id, _key) in enumerate(keys):
+        for index, spec in enumerate(ORCHESTRATOR_POINTS):
+            request_id = f"o{round_no}-{index}"
+            body = {
+                "requestId": request_id,
+                "templateId": template_id,
+                "mode": "telemetry",
+                "options": {"forceCapture": False},
+            }
+            world.drop(request_id, body=body)
+            daemon = world.start(env={"FLOWDROP_FAILPOINTS": spec}, wait=False)
+            try:
+                died = daemon.proc.wait(timeout=10) == -signal.SIGKILL
+            except subprocess.TimeoutExpired:
+                died = False  # the point is past for this key (bundle already published)
+            daemon.kill()
+            crashes += died
+            world.check_partial(counting=False)
+    daemon = world.start()
+    world.wait_settled(timeout=120)
+    assert daemon.stop() == 0
+    report = world.check(counting=False)
+    assert report.states == {"succeeded": len(world.drops)}
+    assert report.bundles == len(keys)
+    assert crashes >= len(keys) * 3

@@ -43,7 +43,7 @@ def test_result_write_fault_is_storage_error(world: World, action: str) -> None:
     strerror = os.strerror(errno.EIO if action == "eio" else errno.ENOSPC)
     assert result["error"]["message"] == f"Could not write 'sf.result.json': {strerror}."
     assert report.executions["sf"] == 1
-    assert not [p for p in world.outbox.iterdir() if p.name.startswith(".")], "temp left behind"
+    assert not [p for p in world.outbox.iterdir() if p.name.startswith(".tmp-")], "temp left behind"
 
 
 def test_fsync_eio_never_trusted_in_process(
@@ -86,7 +86,7 @@ def test_fsync_eio_never_trusted_in_process(
     result = RunResult.model_validate_json(spool.result_path("eio").read_bytes(), strict=False)
     assert result.state.value == "succeeded"
     assert read_json(spool.status_path("eio"))["state"] == "succeeded"
-    assert not [p for p in spool.outbox.iterdir() if p.name.startswith(".")]
+    assert not [p for p in spool.outbox.iterdir() if p.name.startswith(".tmp-")]
 
 
 def _fill(directory: Path) -> Path:
@@ -166,5 +166,59 @@ def test_full_runs_root_is_storage_error_and_leaves_nothing(tmp_path: Path) -> N
             assert daemon.stop() == 0
             report = world.check(counting=False)
             assert report.runs == 1
+        finally:
+            world.close()
+
+
+@pytest.mark.parametrize(
+    "spec",
+    ["run_before_publish=eio@1", "capture_before_publish=enospc@1", "replay_before_publish=eio@1"],
+)
+def test_orchestrator_io_errors_publish_nothing(world: World, spec: str) -> None:
+    """EIO/ENOSPC inside simulate/capture/replay: storage_error, no staging or half bundle left,
+    and the next request for the same captureKey generates it normally."""
+    world.add_tiny_templates(("tiny", "tiny-key"))
+    world.config(workers=1, processor=None)
+    daemon = world.start(env={"FLOWDROP_FAILPOINTS": spec})
+    body = {"requestId": "io-1", "templateId": "tiny", "mode": "telemetry"}
+    world.drop("io-1", body=body, state="failed", code="storage_error")
+    world.wait_settled()
+    hidden = [
+        p.name
+        for root in (world.runs, world.telemetry)
+        for p in root.iterdir()
+        if p.name.startswith(".tmp-")
+    ]
+    assert hidden == [], "staging left behind"
+    if not spec.startswith("replay"):
+        assert not (world.telemetry / "tiny-key").exists()
+    world.drop("io-2", body={**body, "requestId": "io-2"})
+    world.wait_settled()
+    assert daemon.stop() == 0
+    report = world.check(counting=False)
+    assert report.bundles == 1
+
+
+def test_full_telemetry_root_is_storage_error(tmp_path: Path) -> None:
+    """Telemetry root on a full tmpfs: capture fails with storage_error, nothing published."""
+    with tmpfs(tmp_path / "telemetry", "1m") as mounted:
+        if not mounted:
+            pytest.skip("mount -t tmpfs not permitted here")
+        world = World(tmp_path)
+        try:
+            world.add_tiny_templates(("tiny", "tiny-key"))
+            world.config(workers=1, processor=None)
+            ballast = _fill(world.telemetry)
+            daemon = world.start()
+            body = {"requestId": "tfull", "templateId": "tiny", "mode": "telemetry"}
+            world.drop("tfull", body=body, state="failed", code="storage_error")
+            world.wait_settled()
+            names = sorted(p.name for p in world.telemetry.iterdir())
+            assert names == [".locks", "ballast", "escape", "evil-key"], names
+            ballast.unlink()
+            world.drop("tback", body={**body, "requestId": "tback"})
+            world.wait_settled()
+            assert daemon.stop() == 0
+            assert world.check(counting=False).bundles == 1
         finally:
             world.close()
