@@ -12,6 +12,7 @@ from __future__ import annotations
 import random
 import signal
 import subprocess
+import time
 
 import pytest
 from reliability_world import World
@@ -159,3 +160,24 @@ def test_orchestrator_points_repeated(world: World) -> None:
     assert report.states == {"succeeded": len(world.drops)}
     assert report.bundles == len(keys)
     assert crashes >= len(keys) * 3
+
+
+def test_sighup_storm_then_sigterm_mid_burst(world: World) -> None:
+    """Reloads during a burst, then SIGTERM with a short drain: leftovers resume after restart."""
+    world.config(workers=2, drain_timeout=0.3, reconcile_interval=0.5)
+    daemon = world.start()
+    for index in range(150):
+        world.drop(f"b{index}", sleep=0.5 if index % 10 == 0 else 0.01)
+    for _ in range(5):
+        daemon.signal(signal.SIGHUP)
+        time.sleep(0.1)
+    daemon.signal(signal.SIGTERM)
+    assert daemon.proc.wait(timeout=30) == 0
+    daemon.kill()
+    world.check_partial(run_allowance_all=2)
+    assert len(daemon.events("config_reloaded")) >= 1
+    restarted = world.start()
+    world.wait_settled(timeout=60)
+    assert restarted.stop() == 0
+    report = world.check(run_allowance={d.request_id: 2 for d in world.drops if d.request_id})
+    assert report.states == {"succeeded": 150}
