@@ -505,3 +505,12 @@ def _visible_dirs(root: Path) -> Iterator[Path]:
 
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def record(scenario: str, data: dict[str, Any]) -> None:
+    """Print a measured number (``-s`` shows it) and append it to $FLOWDROP_RELIABILITY_REPORT."""
+    print(f"\nRELIABILITY {scenario} {json.dumps(data, sort_keys=True)}")
+    out = os.environ.get("FLOWDROP_RELIABILITY_REPORT")
+    if out:
+        with open(out, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps({"scenario": scenario, **data}, sort_keys=True) + "\n")

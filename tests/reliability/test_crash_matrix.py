@@ -15,7 +15,7 @@ import subprocess
 import time
 
 import pytest
-from reliability_world import World
+from reliability_world import World, record
 
 from flowdrop.daemon.testing import read_json
 
@@ -125,6 +125,15 @@ def test_random_crash_rounds(world: World) -> None:
         if result["state"] == "failed":
             assert result["error"]["code"] == "interrupted", result
     assert report.done == len(world.drops)
+    record(
+        "random_crash_rounds",
+        {
+            "rounds": 20,
+            "crashes": crashes,
+            "drops": len(world.drops),
+            "executions": sum(report.executions.values()),
+        },
+    )
 
 
 @pytest.mark.heavy

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from reliability_world import Drop, World, request_body
+from reliability_world import Drop, World, record, request_body
 
 from flowdrop.daemon.health import read_health
 
@@ -89,14 +89,6 @@ class Sampler(threading.Thread):
         }
 
 
-def _report(name: str, data: dict[str, Any]) -> None:
-    print(f"\nRELIABILITY {name} {json.dumps(data, sort_keys=True)}")
-    out = os.environ.get("FLOWDROP_RELIABILITY_REPORT")
-    if out:
-        with open(out, "a", encoding="utf-8") as handle:
-            handle.write(json.dumps({"scenario": name, **data}, sort_keys=True) + "\n")
-
-
 @pytest.mark.heavy
 def test_flood_while_stopped_10000(fast_world: World) -> None:
     """10,000 requests dropped while the daemon is down: all processed after start, once each."""
@@ -112,7 +104,7 @@ def test_flood_while_stopped_10000(fast_world: World) -> None:
     report = world.check()
     assert report.states == {"succeeded": 10_000}
     assert sum(report.executions.values()) == 10_000
-    _report(
+    record(
         "flood_stopped",
         {
             "requests": 10_000,
@@ -150,7 +142,7 @@ def test_flood_while_running_20000_and_resource_bounds(fast_world: World) -> Non
     # Bounded: the queue holds names, not requests; fds are workers' files + watch + logs.
     assert bounds["vmHwmMiB"] < 200, bounds
     assert bounds["peakFds"] < 40, bounds
-    _report(
+    record(
         "flood_running",
         {
             "requests": 20_000,

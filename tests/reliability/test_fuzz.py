@@ -25,7 +25,7 @@ import pytest
 import structlog
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from reliability_world import TINY_TEMPLATE, World
+from reliability_world import TINY_TEMPLATE, World, record
 
 from conftest import tmpfs
 from flowdrop.core.contract import QuarantineReason, RunResult, StatusFile
@@ -215,7 +215,14 @@ def harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Harness]:
         built = Harness(base / "fs")
         yield built
         _check_outbox(built.spool, built.base)
-        print(f"fuzz outcomes {dict(built.outcomes)}; quarantine codes {dict(built.codes)}")
+        record(
+            "fuzz_in_process",
+            {
+                "examples": sum(built.outcomes.values()),
+                "outcomes": dict(built.outcomes),
+                "quarantineCodes": dict(built.codes),
+            },
+        )
 
 
 @settings(

@@ -8,20 +8,15 @@ Reproduce::
 
 from __future__ import annotations
 
-import json
 import random
 import signal
 import threading
 import time
 
 import pytest
-from reliability_world import World
+from reliability_world import World, record
 
 from flowdrop.daemon.testing import DaemonProcess, read_json
-
-
-def _report(name: str, data: dict[str, object]) -> None:
-    print(f"\nRELIABILITY {name} {json.dumps(data, sort_keys=True)}")
 
 
 @pytest.mark.heavy
@@ -74,7 +69,7 @@ def test_three_instances_5000_requests_random_kills(fast_world: World) -> None:
     instances = {
         read_json(world.outbox / f"m{i}.status.json")["instance"] for i in range(0, 5_000, 50)
     }
-    _report(
+    record(
         "multi_instance",
         {
             "requests": 5_000,
