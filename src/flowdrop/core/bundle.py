@@ -91,7 +91,8 @@ def write_bundle_json(bundle_dir: Path, info: BundleInfo) -> None:
 
 def read_bundle_json(bundle_dir: Path, key: str) -> BundleInfo | None:
     """The bundle's ``bundle.json``, or ``None`` for a hand-made bundle that has none."""
-    path = bundle_dir / BUNDLE_JSON
+    # Never follow a symlink out of the bundle (resolve_inside raises path_violation).
+    path = resolve_inside(bundle_dir, BUNDLE_JSON, field=BUNDLE_JSON)
     if not path.is_file():
         return None
     try:
@@ -169,7 +170,7 @@ def read_bundle_csv(path: Path) -> list[float]:
 
 
 def _manifest(bundle_dir: Path, key: str) -> dict[str, Any]:
-    path = bundle_dir / MANIFEST_JSON
+    path = resolve_inside(bundle_dir, MANIFEST_JSON, field=MANIFEST_JSON)
     if not path.is_file():
         raise _invalid(key, "manifest.json is missing.", file=MANIFEST_JSON)
     try:

@@ -14,6 +14,7 @@ from flowdrop.core.bundle import MANIFEST_JSON, BundleInfo, read_bundle_json
 from flowdrop.core.contract import CaptureStatus, CaptureSummary, RunWarning
 from flowdrop.core.job import Job
 from flowdrop.core.roots import run_warnings
+from flowdrop.core.sandbox import resolve_inside
 
 PROVENANCE_MISMATCH = "capture_provenance_mismatch"
 
@@ -37,7 +38,8 @@ def reused_capture(job: Job, key: str, bundle_dir: Path, reason: str) -> Capture
 def _manifest_warnings(bundle_dir: Path) -> list[RunWarning]:
     """The capture warnings recorded in a bundle (validation happens before the replay)."""
     try:
-        raw = json.loads((bundle_dir / MANIFEST_JSON).read_text(encoding="utf-8-sig"))
+        manifest = resolve_inside(bundle_dir, MANIFEST_JSON, field=MANIFEST_JSON)
+        raw = json.loads(manifest.read_text(encoding="utf-8-sig"))
         items = raw.get("warnings") or []
         return run_warnings(items)
     except (OSError, ValueError, AttributeError):
