@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import socket
 import stat
 import time
@@ -513,3 +514,50 @@ def test_clock_skew_and_crashed_writers(world: World) -> None:
     world.wait_settled(timeout=30)
     assert daemon.stop() == 0
     world.check()
+
+
+def test_hostile_bundles_under_the_telemetry_root(world: World) -> None:
+    """Bundles whose manifest.json, bundle.json or a CSV is a symlink to a (valid) copy outside
+    the telemetry root are refused, not read; a genuine copy inside the root still replays."""
+    world.add_tiny_templates(("tiny", "tiny-key"))
+    world.config(workers=1, processor=None)
+    daemon = world.start()
+    world.drop("gen", body={"requestId": "gen", "templateId": "tiny", "mode": "telemetry"})
+    world.wait_settled()
+    genuine = world.telemetry / "tiny-key"
+    shutil.copytree(genuine, world.outside / "copied-bundle")
+    csv = next(p.name for p in genuine.iterdir() if p.suffix == ".csv")
+    for name, linked in (
+        ("via-manifest", "manifest.json"),
+        ("via-bundle-json", "bundle.json"),
+        ("via-csv", csv),
+    ):
+        shutil.copytree(genuine, world.telemetry / name)
+        (world.telemetry / name / linked).unlink()
+        os.symlink(world.outside / "copied-bundle" / linked, world.telemetry / name / linked)
+    shutil.copytree(genuine, world.telemetry / "plain-copy")
+    world.planted |= {"via-manifest", "via-bundle-json", "via-csv", "plain-copy"}
+    world.before = world.fingerprint()  # outside/ now holds the copy; it must not change
+    for name in ("via-manifest", "via-bundle-json", "via-csv"):
+        body = {
+            "requestId": name,
+            "templateId": "tiny",
+            "mode": "telemetry",
+            "telemetry": {"captureDirectory": name},
+            "options": {"deterministicRunId": False},  # a fresh replay, not a reused run
+        }
+        world.drop(name, body=body, state="failed", code=None)
+    body = {
+        "requestId": "plain",
+        "templateId": "tiny",
+        "mode": "telemetry",
+        "telemetry": {"captureDirectory": "plain-copy"},
+    }
+    world.drop("plain", body=body)
+    world.wait_settled()
+    assert daemon.stop() == 0
+    for name in ("via-manifest", "via-bundle-json", "via-csv"):
+        error = read_json(world.outbox / f"{name}.result.json")["error"]
+        assert error["code"] in {"path_violation", "bundle_invalid"}, (name, error)
+        assert "outside" in error["message"] or "symlink" in error["message"], (name, error)
+    world.check(counting=False)
