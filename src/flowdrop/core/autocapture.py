@@ -45,6 +45,10 @@ def capture_key(job: Job) -> str:
     return check_id(key, "captureKey")
 
 
+# Reserved entry of the hashed telemetry-binding snapshot (not a template parameter name).
+CAPTURE_KEY_BINDING = "@captureKey"
+
+
 def run_telemetry(job: Job) -> RunResult:
     """Reuse or generate the bundle, then reuse or write the telemetry run."""
     options = job.options
@@ -52,7 +56,10 @@ def run_telemetry(job: Job) -> RunResult:
     job.log = job.log.bind(captureKey=key)
     bundle_dir = resolve_inside(job.telemetry_root, key, field="captureKey")
     replay_params = job.replay_params
-    input_hash = job.input_hash(Mode.TELEMETRY, replay_params, job.bindings)
+    # Which bundle is replayed is an input too: without it, a request naming another bundle
+    # (telemetry.captureDirectory) would get the first bundle's replay as a "reused" run.
+    hashed_bindings = {**job.bindings, CAPTURE_KEY_BINDING: key}
+    input_hash = job.input_hash(Mode.TELEMETRY, replay_params, hashed_bindings)
     run_id = job.target_run_id(input_hash)
     job.log = job.log.bind(runId=run_id)
     present = bundle_dir.exists()
