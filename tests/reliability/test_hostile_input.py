@@ -10,6 +10,7 @@ templates directory. Reproduce::
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -561,3 +562,40 @@ def test_hostile_bundles_under_the_telemetry_root(world: World) -> None:
         assert error["code"] in {"path_violation", "bundle_invalid"}, (name, error)
         assert "outside" in error["message"] or "symlink" in error["message"], (name, error)
     world.check(counting=False)
+
+
+def test_another_bundle_is_never_served_anothers_replay(world: World) -> None:
+    """Replaying bundle B must not return the run replayed from bundle A (deterministic ids
+    must depend on which bundle was replayed)."""
+    world.add_tiny_templates(("tiny", "tiny-key"))
+    world.config(workers=1, processor=None)
+    daemon = world.start()
+    world.drop("from-a", body={"requestId": "from-a", "templateId": "tiny", "mode": "telemetry"})
+    world.wait_settled()
+    other = world.telemetry / "bundle-b"
+    shutil.copytree(world.telemetry / "tiny-key", other)
+    (other / "arrivals.csv").write_text(
+        "bin_index,classId,value\n0,DEFAULT,20\n1,DEFAULT,20\n2,DEFAULT,20\n3,DEFAULT,20\n"
+    )
+    manifest = json.loads((other / "manifest.json").read_text())
+    digest = hashlib.sha256((other / "arrivals.csv").read_bytes()).hexdigest()
+    for entry in manifest["files"]:
+        if entry["path"] == "arrivals.csv":
+            entry["hash"] = f"sha256:{digest}"
+    (other / "manifest.json").write_text(json.dumps(manifest))
+    (other / "bundle.json").unlink()  # a hand-made bundle
+    world.planted.add("bundle-b")
+    body = {
+        "requestId": "from-b",
+        "templateId": "tiny",
+        "mode": "telemetry",
+        "telemetry": {"captureDirectory": "bundle-b"},
+    }
+    world.drop("from-b", body=body)
+    world.wait_settled()
+    assert daemon.stop() == 0
+    world.check(counting=False)
+    run_a = read_json(world.outbox / "from-a.result.json")["run"]
+    run_b = read_json(world.outbox / "from-b.result.json")["run"]
+    assert run_b["runId"] != run_a["runId"], "bundle-b was served bundle A's replay"
+    assert run_b["wasReused"] is False
