@@ -599,3 +599,30 @@ def test_another_bundle_is_never_served_anothers_replay(world: World) -> None:
     run_b = read_json(world.outbox / "from-b.result.json")["run"]
     assert run_b["runId"] != run_a["runId"], "bundle-b was served bundle A's replay"
     assert run_b["wasReused"] is False
+
+
+def test_first_result_is_never_touched(world: World) -> None:
+    """After a request ended: garbage under its name, other content under its id and the same
+    content again leave its status and result byte-identical (no second run)."""
+    world.config(workers=2, stale_after=0.5)
+    daemon = world.start()
+    world.drop("keep")
+    world.wait_settled()
+    before = {p.name: p.read_bytes() for p in world.outbox.glob("keep.*")}
+    world.drop_raw("keep.json", b"{not json", request_id=None, code="invalid_json")
+    world.drop(
+        "keep",
+        name="keep-other.json",
+        body=request_body("keep", sleep=0.01),
+        dest="quarantine",
+        state=None,
+        code="request_conflict",
+        runs=0,
+    )
+    world.drop("keep", name="keep-again.json", runs=0)
+    world.wait_settled()
+    assert daemon.stop() == 0
+    report = world.check()
+    assert {p.name: p.read_bytes() for p in world.outbox.glob("keep.*")} == before
+    assert report.executions["keep"] == 1
+    assert report.quarantined == 2
