@@ -40,6 +40,7 @@ from flowdrop.core.contract import (
     StatusFile,
 )
 from flowdrop.core.errors import ErrorBody, ErrorCode, FlowdropError
+from flowdrop.core.failpoints import failpoint
 from flowdrop.core.storage import atomic_write_bytes, fsync_dir
 
 _ID_RE = re.compile(REQUEST_ID_PATTERN)
@@ -327,6 +328,7 @@ def quarantine(
         data = scrub(data)
     # Reason first: a crash between the two leaves a reason without its file, never the reverse.
     atomic_write_bytes(target.with_name(target.name + REASON_SUFFIX), data)
+    failpoint("quarantine_before_rename")
     os.rename(source, target)
     fsync_dir(spool.quarantine)
     fsync_dir(source.parent)
