@@ -190,3 +190,21 @@ def test_sighup_storm_then_sigterm_mid_burst(world: World) -> None:
     assert restarted.stop() == 0
     report = world.check(run_allowance={d.request_id: 2 for d in world.drops if d.request_id})
     assert report.states == {"succeeded": 150}
+
+
+def test_kill_between_reason_and_quarantine_rename(world: World) -> None:
+    """Killed after a reason file is written but before its file moves: after a restart each
+    refused file is quarantined once, next to one reason, and its rejected status stands."""
+    world.config(workers=1, stale_after=0)
+    world.drop_raw("bad-1.json", b"{nope", request_id="bad-1", code="invalid_json")
+    world.drop_raw("bad-2.json", b"[]", request_id="bad-2", code="invalid_request")
+    world.drop("fine")
+    _crash_once(world, {"FLOWDROP_FAILPOINTS": "quarantine_before_rename=kill"})
+    world.check_partial()
+    daemon = world.start()
+    world.wait_settled()
+    assert daemon.stop() == 0
+    report = world.check()
+    assert report.quarantined == 2
+    reasons = sorted(p.name for p in world.quarantine.glob("*.reason.json"))
+    assert reasons == ["bad-1.json.reason.json", "bad-2.json.reason.json"]
