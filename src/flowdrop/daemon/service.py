@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import importlib
+import math
 import os
 import select
 import threading
@@ -38,6 +39,7 @@ log = structlog.get_logger("flowdrop.daemon")
 ProcessorFactory = Callable[[Settings], Processor]
 # After activity on a temp name in the inbox: scan again after these delays (seconds).
 QUICK_SCANS = (0.002, 0.01, 0.05, 0.2)
+QUICK_SCAN_GRID = 0.002
 
 
 class StartupError(Exception):
@@ -161,8 +163,12 @@ class Daemon:
     def _on_hint(self) -> None:
         """A writer is busy with a temp name: scan the inbox soon, a few times."""
         now = time.monotonic()
+        # Times snap up to a grid so a burst of hints (thousands a second in a flood) adds
+        # nothing once its slots are booked: the list stays short and a hint stays O(1)-ish.
+        wanted = {math.ceil((now + d) / QUICK_SCAN_GRID) * QUICK_SCAN_GRID for d in QUICK_SCANS}
         with self._deferred_lock:
-            self._quick_scans = sorted({*self._quick_scans, *(now + d for d in QUICK_SCANS)})
+            if not wanted.issubset(self._quick_scans):
+                self._quick_scans = sorted({*self._quick_scans, *wanted})
         self.waker.wake()
 
     def _quick_scan_due(self) -> float:
