@@ -155,3 +155,26 @@ def test_flood_while_running_20000_and_resource_bounds(fast_world: World) -> Non
             **bounds,
         },
     )
+
+
+def test_hint_bursts_stay_cheap(tmp_path: Path) -> None:
+    """Regression: 50,000 temp-name hints (a flood's worth) keep the quick-scan schedule short
+    (it once grew by four entries per hint and was re-sorted every time: quadratic)."""
+    from flowdrop.daemon.config import load_settings
+    from flowdrop.daemon.service import QUICK_SCAN_GRID, QUICK_SCANS, Daemon
+    from flowdrop.daemon.testing import write_config
+
+    daemon = Daemon(load_settings(write_config(tmp_path)))
+    try:
+        started = time.monotonic()
+        longest = 0
+        for _ in range(50_000):
+            daemon._on_hint()
+            longest = max(longest, len(daemon._quick_scans))
+        elapsed = time.monotonic() - started
+    finally:
+        daemon.waker.close()
+    # Unpruned here (no main loop): at most one booking per grid slot per offset.
+    bound = len(QUICK_SCANS) * ((elapsed + max(QUICK_SCANS)) / QUICK_SCAN_GRID + 2)
+    assert longest <= bound, (longest, bound)
+    assert elapsed < 10, elapsed
