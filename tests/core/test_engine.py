@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,21 +21,9 @@ from flowdrop.core.engine import (
     validate_template,
 )
 from flowdrop.core.hashing import deterministic_run_id, input_hash
+from tests.realtemplates import real_template_paths
 
-
-def _real_template_paths() -> list[Path]:
-    # Load tests/conftest.py by path: a bare `import conftest` can pick another conftest module.
-    spec = importlib.util.spec_from_file_location(
-        "flowdrop_tests_conftest", Path(__file__).resolve().parents[1] / "conftest.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    paths: list[Path] = module.real_template_paths()
-    return paths
-
-
-TEMPLATES = _real_template_paths()
+TEMPLATES = real_template_paths()
 NOW = datetime(2026, 5, 4, 7, 16, 46, tzinfo=UTC)
 BOM = b"\xef\xbb\xbf"
 RUN_FILES = (

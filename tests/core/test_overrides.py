@@ -7,7 +7,6 @@ of every real template still accepted.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,6 +19,7 @@ from flowdrop.core.engine import Template, load_template
 from flowdrop.core.errors import ErrorCode, FlowdropError
 from flowdrop.core.orchestrator import Roots, orchestrate
 from flowdrop.core.overrides import check_overrides
+from tests.realtemplates import real_template_paths
 
 TEMPLATE = """\
 metadata: {id: ov, title: Overrides, version: 1.0.0}
@@ -331,19 +331,7 @@ def test_orchestrate_runs_an_in_range_override(roots: Roots) -> None:
     assert result.run is not None
 
 
-def _real_template_paths() -> list[Path]:
-    # Load tests/conftest.py by path: a bare `import conftest` can pick another conftest module.
-    spec = importlib.util.spec_from_file_location(
-        "flowdrop_tests_conftest", Path(__file__).resolve().parents[1] / "conftest.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    paths: list[Path] = module.real_template_paths()
-    return paths
-
-
-REAL = _real_template_paths()
+REAL = real_template_paths()
 
 
 def _edge_overrides(template: Template, at: float) -> dict[str, Any]:

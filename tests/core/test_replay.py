@@ -6,7 +6,6 @@ The ClassesLoopTests idea of upstream, over every real template (totals and per 
 from __future__ import annotations
 
 import json
-import os
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -18,19 +17,7 @@ from flowdrop.core.bundle import ExpectedGrid, validate_bundle
 from flowdrop.core.capture import capture_run
 from flowdrop.core.hashing import input_hash
 from flowdrop.core.replay import replay_bundle
-
-
-def _real_template_paths() -> list[Path]:
-    """The real FlowTime templates, found like tests/conftest.py does (the name ``conftest`` is
-    shadowed by tests/reliability/conftest.py in a full run, so it is not imported)."""
-    raw = os.environ.get("FLOWTIME_TEMPLATES")
-    folder = (
-        Path(raw)
-        if raw
-        else Path(__file__).resolve().parents[3] / "shared" / "flowtime" / "templates"
-    )
-    return sorted(folder.glob("*.yaml")) if folder.is_dir() else []
-
+from tests.realtemplates import real_template_paths
 
 NOW = datetime(2025, 3, 4, 5, 6, 7, tzinfo=UTC)
 
@@ -63,7 +50,7 @@ def _loop(template_path: Path, tmp_path: Path) -> tuple[engine.RunData, engine.R
     return engine.read_run(source_dir), engine.read_run(replay_dir), bundle_dir
 
 
-@pytest.mark.parametrize("template_path", _real_template_paths(), ids=lambda p: p.stem)
+@pytest.mark.parametrize("template_path", real_template_paths(), ids=lambda p: p.stem)
 def test_replay_reproduces_every_series(template_path: Path, tmp_path: Path) -> None:
     """Every series of the source simulation (totals and per class) equals the replay's."""
     source, replay, bundle_dir = _loop(template_path, tmp_path)
@@ -79,7 +66,7 @@ def test_replay_reproduces_every_series(template_path: Path, tmp_path: Path) -> 
 
 def test_loop_parity_template_totals_and_classes(tmp_path: Path) -> None:
     """loop-parity-template (no captureKey): exact totals and Retail/Wholesale after replay."""
-    path = next(p for p in _real_template_paths() if p.stem == "loop-parity-template")
+    path = next(p for p in real_template_paths() if p.stem == "loop-parity-template")
     source, replay, bundle_dir = _loop(path, tmp_path)
     expected_total = [13, 15, 15, 17, 17, 19, 19, 21, 21, 23, 23, 25]
     for run in (source, replay):
@@ -93,7 +80,7 @@ def test_loop_parity_template_totals_and_classes(tmp_path: Path) -> None:
 
 def test_replay_copies_bundle_into_run(tmp_path: Path) -> None:
     """model/telemetry/ of the replayed run holds the bundle's CSVs and its manifest."""
-    path = next(p for p in _real_template_paths() if p.stem == "warehouse-picker-waves")
+    path = next(p for p in real_template_paths() if p.stem == "warehouse-picker-waves")
     _, replay, bundle_dir = _loop(path, tmp_path)
     telemetry = replay.path / "model" / "telemetry"
     manifest = json.loads((bundle_dir / "manifest.json").read_text())

@@ -24,24 +24,12 @@ from flowdrop.core import engine
 from flowdrop.core.contract import CaptureStatus, RunRequest, RunResult, State
 from flowdrop.core.errors import ErrorCode
 from flowdrop.core.orchestrator import Roots, orchestrate
-
-
-def _real_template_paths() -> list[Path]:
-    """The real FlowTime templates, found like tests/conftest.py does (the name ``conftest`` is
-    shadowed by tests/reliability/conftest.py in a full run, so it is not imported)."""
-    raw = os.environ.get("FLOWTIME_TEMPLATES")
-    folder = (
-        Path(raw)
-        if raw
-        else Path(__file__).resolve().parents[3] / "shared" / "flowtime" / "templates"
-    )
-    return sorted(folder.glob("*.yaml")) if folder.is_dir() else []
-
+from tests.realtemplates import real_template_paths
 
 FIXED = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 SEED = {"kind": "pcg32", "seed": 20250101}
 CAPTURE_TEMPLATES = [
-    p for p in _real_template_paths() if engine.load_template(p).capture_key is not None
+    p for p in real_template_paths() if engine.load_template(p).capture_key is not None
 ]
 
 

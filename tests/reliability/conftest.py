@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from reliability_world import World
+
+from tests.reliability.reliability_world import World, tmpfs
 
 
 @pytest.fixture
@@ -19,25 +18,6 @@ def world(tmp_path: Path) -> Iterator[World]:
         yield built
     finally:
         built.close()
-
-
-@contextlib.contextmanager
-def tmpfs(path: Path, size: str) -> Iterator[bool]:
-    """Mount a tmpfs of ``size`` on ``path``; yields False (plain directory) if not permitted."""
-    path.mkdir(parents=True, exist_ok=True)
-    mounted = (
-        subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(path)],
-            capture_output=True,
-            check=False,
-        ).returncode
-        == 0
-    )
-    try:
-        yield mounted
-    finally:
-        if mounted:
-            subprocess.run(["umount", "-l", str(path)], capture_output=True, check=False)
 
 
 @pytest.fixture

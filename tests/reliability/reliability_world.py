@@ -25,6 +25,7 @@ import hashlib
 import json
 import os
 import stat
+import subprocess
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -517,3 +518,22 @@ def record(scenario: str, data: dict[str, Any]) -> None:
     if out:
         with open(out, "a", encoding="utf-8") as handle:
             handle.write(json.dumps({"scenario": scenario, **data}, sort_keys=True) + "\n")
+
+
+@contextlib.contextmanager
+def tmpfs(path: Path, size: str) -> Iterator[bool]:
+    """Mount a tmpfs of ``size`` on ``path``; yields False (plain directory) if not permitted."""
+    path.mkdir(parents=True, exist_ok=True)
+    mounted = (
+        subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(path)],
+            capture_output=True,
+            check=False,
+        ).returncode
+        == 0
+    )
+    try:
+        yield mounted
+    finally:
+        if mounted:
+            subprocess.run(["umount", "-l", str(path)], capture_output=True, check=False)

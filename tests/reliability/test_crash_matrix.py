@@ -15,9 +15,9 @@ import subprocess
 import time
 
 import pytest
-from reliability_world import World, record
 
 from flowdrop.daemon.testing import read_json
+from tests.reliability.reliability_world import World, record
 
 # (failpoint, executions of the crashed request after the restart)
 SPOOL_POINTS = [

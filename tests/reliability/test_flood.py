@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from reliability_world import Drop, World, record, request_body
 
 from flowdrop.daemon.health import read_health
+from tests.reliability.reliability_world import Drop, World, record, request_body
 
 WORKERS = 4
 

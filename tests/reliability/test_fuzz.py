@@ -25,15 +25,14 @@ import pytest
 import structlog
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from reliability_world import TINY_TEMPLATE, World, record
 
-from conftest import tmpfs
 from flowdrop.core.contract import QuarantineReason, RunResult, StatusFile
 from flowdrop.core.errors import ErrorCode
 from flowdrop.daemon.process import Limits, RequestHandler
 from flowdrop.daemon.service import default_processor
 from flowdrop.daemon.spool import REASON_SUFFIX, Scrubber, Spool
 from flowdrop.daemon.testing import write_config
+from tests.reliability.reliability_world import TINY_TEMPLATE, World, record, tmpfs
 
 OUTCOMES = {"succeeded", "failed", "rejected", "duplicate", "conflict"}
 

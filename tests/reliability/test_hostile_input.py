@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from reliability_world import Drop, World, request_body
 
 from flowdrop.daemon.testing import read_json
+from tests.reliability.reliability_world import Drop, World, request_body
 
 
 @dataclass(frozen=True)

@@ -25,9 +25,9 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
-from reliability_world import World
 
 from flowdrop.daemon.testing import DaemonProcess
+from tests.reliability.reliability_world import World
 
 
 class SpoolMachine(RuleBasedStateMachine):

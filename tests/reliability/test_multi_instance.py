@@ -14,9 +14,9 @@ import threading
 import time
 
 import pytest
-from reliability_world import World, record
 
 from flowdrop.daemon.testing import DaemonProcess, read_json
+from tests.reliability.reliability_world import World, record
 
 
 @pytest.mark.heavy
