@@ -17,6 +17,7 @@ from flowdrop.core.storage import (
     atomic_write_bytes,
     make_staging_dir,
     publish_dir,
+    sweep_stale_temps,
 )
 
 
@@ -126,3 +127,27 @@ def test_failpoint_with_ordinal_fires_only_on_that_hit(monkeypatch: pytest.Monke
     finally:
         monkeypatch.delenv(failpoints.ENV)
         failpoints.reset()
+
+
+def test_sweep_removes_only_old_temporaries(tmp_path: Path) -> None:
+    old_file = tmp_path / f"{TEMP_PREFIX}a.status.json.123"
+    old_file.write_text("{")
+    old_dir = make_staging_dir(tmp_path, "run_x")
+    (old_dir / "run.json").write_text("{")
+    young = tmp_path / f"{TEMP_PREFIX}b.result.json.456"
+    young.write_text("{")
+    keeper = tmp_path / "c.status.json"
+    keeper.write_text("{}")
+    for path in (old_file, old_dir, keeper):
+        os.utime(path, (1_000, 1_000))
+    now = 1_000 + 7_200
+    os.utime(young, (now - 10, now - 10))
+
+    removed = sweep_stale_temps(tmp_path, older_than=3_600, now=now)
+
+    assert removed == sorted([old_file.name, old_dir.name])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([young.name, keeper.name])
+
+
+def test_sweep_of_a_missing_directory_removes_nothing(tmp_path: Path) -> None:
+    assert sweep_stale_temps(tmp_path / "absent", older_than=60) == []

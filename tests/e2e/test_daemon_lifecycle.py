@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -180,6 +182,37 @@ def test_serve_once_drains_the_inbox_and_exits(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     for index in range(4):
         assert terminal_status(tmp_path / "spool" / "outbox", f"o{index}")["state"] == "succeeded"
+
+
+def test_start_removes_old_crash_debris_and_keeps_young_temporaries(tmp_path: Path) -> None:
+    """Temporaries a SIGKILL left mid-write are swept at start once older than temp_max_age."""
+    outbox = tmp_path / "spool" / "outbox"
+    runs = tmp_path / "runs"
+    outbox.mkdir(parents=True)
+    runs.mkdir()
+    old_status = outbox / ".tmp-r1.status.json.0123456789ab"
+    old_status.write_text('{"half": ')
+    old_staging = runs / ".tmp-run_x.0123456789ab"
+    old_staging.mkdir()
+    (old_staging / "run.json").write_text("{")
+    young = outbox / ".tmp-r2.result.json.0123456789ab"
+    young.write_text("{")
+    hour_ago = time.time() - 7200
+    for path in (old_status, old_staging):
+        os.utime(path, (hour_ago, hour_ago))
+    config = write_config(tmp_path, temp_max_age=3600)
+    done = subprocess.run(
+        [sys.executable, "-m", "flowdrop.daemon.cli", "serve", "--config", str(config), "--once"],
+        capture_output=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert not old_status.exists()
+    assert not old_staging.exists()
+    assert young.exists()
+    events = [json.loads(line) for line in done.stdout.splitlines() if line.startswith(b"{")]
+    swept = [e for e in events if e.get("event") == "temp_debris_removed"]
+    assert {e["directory"] for e in swept} == {"outbox", "runs"}
 
 
 def test_detach_writes_pidfile_and_stops_on_sigterm(tmp_path: Path) -> None:

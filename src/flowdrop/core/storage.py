@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import time
 import uuid
 from pathlib import Path
 
@@ -120,3 +121,32 @@ def publish_dir(
 def remove_tree(path: Path) -> None:
     """Best-effort removal of a staging directory after a failure."""
     shutil.rmtree(path, ignore_errors=True)
+
+
+def sweep_stale_temps(directory: Path, *, older_than: float, now: float | None = None) -> list[str]:
+    """Remove temporaries (``.tmp-*`` files and staging directories) that a crash left behind.
+
+    Only entries not modified for ``older_than`` seconds go: a live writer, in this process or in
+    another instance sharing the directory, finishes its temporary within seconds. Returns the
+    names removed. Entries that vanish meanwhile or cannot be removed are skipped.
+    """
+    cutoff = (time.time() if now is None else now) - older_than
+    removed: list[str] = []
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return removed
+    for entry in entries:
+        if not entry.name.startswith(TEMP_PREFIX):
+            continue
+        try:
+            if entry.stat(follow_symlinks=False).st_mtime > cutoff:
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path)
+            else:
+                os.unlink(entry.path)
+        except OSError:
+            continue
+        removed.append(entry.name)
+    return sorted(removed)

@@ -84,6 +84,8 @@ class Settings(BaseModel):
     max_request_bytes: int = Field(default=1_048_576, ge=64, le=64 * 1_048_576)
     max_attempts: int = Field(default=3, ge=1, le=100)
     stale_after: float = Field(default=30.0, ge=0, le=86_400)
+    # Crash debris (.tmp-* files and staging dirs) older than this is removed at start.
+    temp_max_age: float = Field(default=3600.0, ge=60, le=30 * 86_400)
     drain_timeout: float = Field(default=60.0, ge=0, le=3600)
     health_interval: float = Field(default=5.0, gt=0, le=600)
     health_file: Path | None = None

@@ -24,6 +24,7 @@ from pathlib import Path
 import structlog
 
 from flowdrop.core.contract import RunRequest, RunResult
+from flowdrop.core.storage import sweep_stale_temps
 from flowdrop.daemon.claim import list_inbox, list_work, recover_dead_instances
 from flowdrop.daemon.config import ConfigError, Settings, WatchMode, load_settings
 from flowdrop.daemon.health import HealthSnapshot, write_health
@@ -237,6 +238,23 @@ class Daemon:
                 raise StartupError(msg)
             time.sleep(0.1)
         self.spool.work.mkdir(parents=True, exist_ok=True)  # only now: see Spool.ensure
+        self._sweep_debris()
+
+    def _sweep_debris(self) -> None:
+        """Remove temporaries a crash (ours or a peer's) left in the outbox, spool and roots."""
+        places = (
+            self.spool.outbox,
+            self.spool.quarantine,
+            self.spool.done,
+            self.spool.ledger,
+            self.spool.state,
+            self.settings.runs_root,
+            self.settings.telemetry_root,
+        )
+        for place in places:
+            removed = sweep_stale_temps(place, older_than=self.settings.temp_max_age)
+            if removed:
+                log.warning("temp_debris_removed", directory=place.name, names=removed)
 
     def _arm(self) -> None:
         self._mode = choose_mode(self.settings.watch, self.spool.inbox)
