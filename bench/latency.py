@@ -39,49 +39,7 @@ from pathlib import Path
 import yaml
 
 from flowdrop.core.storage import atomic_write_bytes, fsync_dir
-
-TEMPLATE = """\
-schemaVersion: 1
-generator: flowtime-sim
-metadata:
-  id: bench-mini
-  title: Bench mini
-  version: 1.0.0
-  captureKey: bench-mini-bundle
-window:
-  start: 2025-01-01T00:00:00Z
-  timezone: UTC
-grid:
-  bins: ${bins}
-  binSize: 5
-  binUnit: minutes
-parameters:
-  - name: bins
-    type: integer
-    default: 4
-topology:
-  nodes:
-    - id: OrderService
-      kind: service
-      semantics:
-        arrivals: total_arrivals
-        served: total_served
-        errors: total_errors
-  edges: []
-nodes:
-  - id: total_arrivals
-    kind: expr
-    expr: "10 + 0"
-  - id: total_served
-    kind: expr
-    expr: "total_arrivals * 0.9"
-  - id: total_errors
-    kind: expr
-    expr: "total_arrivals - total_served"
-outputs:
-  - series: total_arrivals
-    as: total_arrivals.csv
-"""
+from flowdrop.daemon.testing import mini_template
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -127,7 +85,7 @@ def measure(
 
 def write_config(base: Path, **extra: object) -> Path:
     (base / "templates").mkdir(parents=True, exist_ok=True)
-    (base / "templates" / "bench.yaml").write_text(TEMPLATE)
+    (base / "templates" / "bench.yaml").write_text(mini_template("bench-mini", "bench-mini-bundle"))
     config = {
         "spool": str(base / "spool"),
         "runs_root": str(base / "runs"),

@@ -11,57 +11,12 @@ import pytest
 from flowdrop.daemon.testing import (
     DaemonProcess,
     drop_json,
+    mini_template,
     read_json,
     terminal_status,
     wait_until,
     write_config,
 )
-
-MINI = """\
-schemaVersion: 1
-generator: flowtime-sim
-metadata:
-  id: {id}
-  title: Mini {id}
-  version: 1.0.0
-{key}window:
-  start: 2025-01-01T00:00:00Z
-  timezone: UTC
-grid:
-  bins: ${{bins}}
-  binSize: 5
-  binUnit: minutes
-parameters:
-  - name: bins
-    type: integer
-    default: 4
-topology:
-  nodes:
-    - id: OrderService
-      kind: service
-      semantics:
-        arrivals: total_arrivals
-        served: total_served
-        errors: total_errors
-  edges: []
-nodes:
-  - id: total_arrivals
-    kind: expr
-    expr: "10 + 0"
-  - id: total_served
-    kind: expr
-    expr: "total_arrivals * 0.9"
-  - id: total_errors
-    kind: expr
-    expr: "total_arrivals - total_served"
-outputs:
-  - series: total_arrivals
-    as: total_arrivals.csv
-{extra}"""
-
-
-def _template(template_id: str, key: str | None, extra: str = "") -> str:
-    return MINI.format(id=template_id, key=f"  captureKey: {key}\n" if key else "", extra=extra)
 
 
 class World:
@@ -92,11 +47,11 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     base = tmp_path_factory.mktemp("capture-e2e")
     templates = base / "templates"
     templates.mkdir()
-    (templates / "orders.yaml").write_text(_template("mini-orders", "mini-orders-bundle"))
-    (templates / "other.yaml").write_text(_template("mini-other", "mini-other-bundle"))
-    (templates / "nokey.yaml").write_text(_template("mini-nokey", None))
+    (templates / "orders.yaml").write_text(mini_template("mini-orders", "mini-orders-bundle"))
+    (templates / "other.yaml").write_text(mini_template("mini-other", "mini-other-bundle"))
+    (templates / "nokey.yaml").write_text(mini_template("mini-nokey", None))
     (templates / "stoch.yaml").write_text(
-        _template("mini-stoch", "mini-stoch-bundle", extra="rng:\n  kind: pcg32\n  seed: 42\n")
+        mini_template("mini-stoch", "mini-stoch-bundle", extra="rng:\n  kind: pcg32\n  seed: 42\n")
     )
     config = write_config(base, processor=None, workers=2)
     daemon = DaemonProcess(config)
@@ -195,7 +150,7 @@ def test_crash_during_an_auto_capture_request_ends_once_after_restart(
     """Real orchestrator, SIGKILL at a spool failpoint, restart: one outcome, one bundle."""
     templates = tmp_path / "templates"
     templates.mkdir()
-    (templates / "orders.yaml").write_text(_template("mini-orders", "mini-orders-bundle"))
+    (templates / "orders.yaml").write_text(mini_template("mini-orders", "mini-orders-bundle"))
     config = write_config(tmp_path, processor=None, workers=1)
     spool = tmp_path / "spool"
     (spool / "inbox").mkdir(parents=True)

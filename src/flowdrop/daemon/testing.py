@@ -200,3 +200,53 @@ class DaemonProcess:
             self.proc.kill()
         self.proc.wait()
         self._log.close()
+
+
+# A four-bin deterministic template (one service, three expr nodes) for fast end-to-end runs.
+_MINI_TEMPLATE = """\
+schemaVersion: 1
+generator: flowtime-sim
+metadata:
+  id: {id}
+  title: Mini {id}
+  version: 1.0.0
+{key}window:
+  start: 2025-01-01T00:00:00Z
+  timezone: UTC
+grid:
+  bins: ${{bins}}
+  binSize: 5
+  binUnit: minutes
+parameters:
+  - name: bins
+    type: integer
+    default: 4
+topology:
+  nodes:
+    - id: OrderService
+      kind: service
+      semantics:
+        arrivals: total_arrivals
+        served: total_served
+        errors: total_errors
+  edges: []
+nodes:
+  - id: total_arrivals
+    kind: expr
+    expr: "10 + 0"
+  - id: total_served
+    kind: expr
+    expr: "total_arrivals * 0.9"
+  - id: total_errors
+    kind: expr
+    expr: "total_arrivals - total_served"
+outputs:
+  - series: total_arrivals
+    as: total_arrivals.csv
+{extra}"""
+
+
+def mini_template(template_id: str, key: str | None, extra: str = "") -> str:
+    """The text of a tiny valid template; ``key`` becomes ``metadata.captureKey`` when given."""
+    capture = f"  captureKey: {key}\n" if key else ""
+    return _MINI_TEMPLATE.format(id=template_id, key=capture, extra=extra)
