@@ -10,7 +10,7 @@ from flowdrop.core.model import Model
 
 
 def warnings_for(
-    semantics: dict[str, Any], kind: str = "service", **extra: Any
+    semantics: dict[str, Any], kind: str = "service", node_id: str = "N", **extra: Any
 ) -> list[dict[str, Any]]:
     nodes = [
         {"id": "arr", "kind": "const", "values": [10, 10, 10, 10, 10, 10, 10]},
@@ -19,7 +19,7 @@ def warnings_for(
         {"id": "cap", "kind": "const", "values": [5, 5, 5, 5, 5, 5, 5]},
         {"id": "q", "kind": "const", "values": [0, 0, 0, 0, 0, 0, 0]},
     ]
-    topology = {"nodes": [{"id": "N", "kind": kind, "semantics": semantics, **extra}]}
+    topology = {"nodes": [{"id": node_id, "kind": kind, "semantics": semantics, **extra}]}
     model = Model(
         {
             "schemaVersion": 1,
@@ -74,3 +74,9 @@ def test_queue_depth_mismatch() -> None:
 def test_consistent_node_has_no_warnings() -> None:
     """served <= arrivals, no negatives -> nothing to say."""
     assert warnings_for({"arrivals": "arr", "served": "cap"}) == []
+
+
+def test_braces_in_a_node_id_stay_literal_in_messages() -> None:
+    """Node ids are data: a '{…}' in one is never taken for a message placeholder."""
+    [warning] = warnings_for({"arrivals": "arr", "served": "srv"}, node_id="N{count}{0}")
+    assert warning["message"] == "Node 'N{count}{0}' serves more than arrives in 4 bin(s)."

@@ -48,6 +48,25 @@ def _offending(mask: npt.NDArray[np.bool_]) -> list[int]:
     return [int(i) for i in np.flatnonzero(mask)[:5]]
 
 
+def _flag(
+    warnings: list[dict[str, Any]],
+    bad: npt.NDArray[np.bool_],
+    code: str,
+    message: str,
+    node_id: str,
+    values: FloatArray,
+) -> None:
+    """Append one warning when any bin is ``bad``.
+
+    ``message`` is a template: ``{node}`` is the node id, ``{count}`` the number of bad bins.
+    """
+    if not bad.any():
+        return
+    first = _offending(bad)
+    text = message.format(node=node_id, count=int(bad.sum()))
+    warnings.append(_warning(code, text, node_id, first, float(values[first[0]])))
+
+
 def analyze(topology: Mapping[str, Any], evaluation: Evaluation) -> list[dict[str, Any]]:
     """Warnings for the run, in topology node order then edge order."""
     warnings: list[dict[str, Any]] = []
@@ -66,34 +85,22 @@ def analyze(topology: Mapping[str, Any], evaluation: Evaluation) -> list[dict[st
             if values is None:
                 continue
             bad = values < -TOLERANCE
-            if bad.any():
-                first = _offending(bad)
-                warnings.append(
-                    _warning(
-                        code,
-                        f"Node '{tid}' has negative {field} values.",
-                        tid,
-                        first,
-                        float(values[first[0]]),
-                    )
-                )
+            message = "Node '{node}' has negative " + field + " values."
+            _flag(warnings, bad, code, message, tid, values)
         arrivals, served, errors = get("arrivals"), get("served"), get("errors")
         buffered = kind in ("servicewithbuffer", "queue", "dlq") or bool(
             semantics.get("queueDepth")
         )
         if arrivals is not None and served is not None and not buffered and kind != "dependency":
             bad = served - arrivals > TOLERANCE
-            if bad.any():
-                first = _offending(bad)
-                warnings.append(
-                    _warning(
-                        "served_exceeds_arrivals",
-                        f"Node '{tid}' serves more than arrives in {int(bad.sum())} bin(s).",
-                        tid,
-                        first,
-                        float((served - arrivals)[first[0]]),
-                    )
-                )
+            _flag(
+                warnings,
+                bad,
+                "served_exceeds_arrivals",
+                "Node '{node}' serves more than arrives in {count} bin(s).",
+                tid,
+                served - arrivals,
+            )
         capacity = get("capacity")
         if (
             served is not None
@@ -107,30 +114,24 @@ def analyze(topology: Mapping[str, Any], evaluation: Evaluation) -> list[dict[st
             elif isinstance(parallelism, str) and parallelism in series:
                 factor = np.where(np.isfinite(series[parallelism]), series[parallelism], 1.0)
             bad = served - capacity * factor > TOLERANCE
-            if bad.any():
-                first = _offending(bad)
-                warnings.append(
-                    _warning(
-                        "served_exceeds_capacity",
-                        f"Node '{tid}' serves more than its capacity in {int(bad.sum())} bin(s).",
-                        tid,
-                        first,
-                        float(served[first[0]]),
-                    )
-                )
+            _flag(
+                warnings,
+                bad,
+                "served_exceeds_capacity",
+                "Node '{node}' serves more than its capacity in {count} bin(s).",
+                tid,
+                served,
+            )
         if arrivals is not None and errors is not None:
             bad = errors - arrivals > TOLERANCE
-            if bad.any():
-                first = _offending(bad)
-                warnings.append(
-                    _warning(
-                        "errors_exceed_arrivals",
-                        f"Node '{tid}' reports more errors than arrivals in {int(bad.sum())} bin(s).",
-                        tid,
-                        first,
-                        float(errors[first[0]]),
-                    )
-                )
+            _flag(
+                warnings,
+                bad,
+                "errors_exceed_arrivals",
+                "Node '{node}' reports more errors than arrivals in {count} bin(s).",
+                tid,
+                errors,
+            )
         queue = get("queueDepth")
         if queue is not None and arrivals is not None and served is not None:
             outflow = served
@@ -147,17 +148,14 @@ def analyze(topology: Mapping[str, Any], evaluation: Evaluation) -> list[dict[st
             seed = float((tnode.get("initialCondition") or {}).get("queueDepth") or 0.0)
             expected = queue_recurrence(seed, arrivals, outflow, errors)
             bad = np.abs(expected - queue) > TOLERANCE
-            if bad.any():
-                first = _offending(bad)
-                warnings.append(
-                    _warning(
-                        "queue_depth_mismatch",
-                        f"Queue depth for node '{tid}' does not match arrivals, served and errors.",
-                        tid,
-                        first,
-                        float(queue[first[0]]),
-                    )
-                )
+            _flag(
+                warnings,
+                bad,
+                "queue_depth_mismatch",
+                "Queue depth for node '{node}' does not match arrivals, served and errors.",
+                tid,
+                queue,
+            )
     for edge in topology.get("edges") or []:
         lag = edge.get("lag")
         if isinstance(lag, int | float) and lag > 0:
