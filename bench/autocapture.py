@@ -30,7 +30,7 @@ import structlog
 
 from flowdrop.core import engine
 from flowdrop.core.contract import CaptureStatus, RunRequest, RunResult
-from flowdrop.core.orchestrator import Roots, orchestrate
+from flowdrop.core.orchestration.orchestrator import Roots, orchestrate
 
 DEFAULT_TEMPLATES = Path(__file__).resolve().parents[2] / "shared" / "flowtime" / "templates"
 

@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from flowdrop.core.evaluation import evaluate_graph, queue_recurrence
-from flowdrop.core.graph import build_graph
-from flowdrop.core.model import Model
+from flowdrop.core.engine.evaluation import evaluate_graph, queue_recurrence
+from flowdrop.core.engine.graph import build_graph
+from flowdrop.core.templating.model import Model
 
 SIZES = [(100, 10), (1_000, 10), (1_000, 100), (10_000, 100), (10_000, 1_000)]
 QUICK = [(100, 10), (1_000, 10)]

@@ -38,7 +38,7 @@ from pathlib import Path
 
 import yaml
 
-from flowdrop.core.storage import atomic_write_bytes, fsync_dir
+from flowdrop.core.fs.storage import atomic_write_bytes, fsync_dir
 from flowdrop.daemon.testing import mini_template
 
 

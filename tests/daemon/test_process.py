@@ -185,7 +185,7 @@ def test_result_write_failure_is_recorded_as_storage_error(
 ) -> None:
     """EIO while publishing the result: the request ends failed/storage_error, not succeeded."""
     monkeypatch.setenv("FLOWDROP_FAILPOINTS", "result_before_rename=eio@1")
-    from flowdrop.core import failpoints
+    from flowdrop.core.fs import failpoints
 
     failpoints.reset()
     try:

@@ -23,7 +23,7 @@ import pytest
 from flowdrop.core import engine
 from flowdrop.core.contract import CaptureStatus, RunRequest, RunResult, State
 from flowdrop.core.errors import ErrorCode
-from flowdrop.core.orchestrator import Roots, orchestrate
+from flowdrop.core.orchestration.orchestrator import Roots, orchestrate
 from tests.realtemplates import real_template_paths
 
 FIXED = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
@@ -197,7 +197,7 @@ _CHILD = """
 import sys
 from pathlib import Path
 from flowdrop.core.contract import RunRequest
-from flowdrop.core.orchestrator import Roots, orchestrate
+from flowdrop.core.orchestration.orchestrator import Roots, orchestrate
 runs, telemetry, templates, index, out, body = sys.argv[1:7]
 roots = Roots(Path(runs), Path(telemetry), (Path(templates),))
 result = orchestrate(RunRequest.model_validate_json(body), roots, request_id="p" + index)

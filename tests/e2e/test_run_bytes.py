@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from flowdrop.core.contract import RunRequest, State
-from flowdrop.core.orchestrator import Roots, orchestrate
+from flowdrop.core.orchestration.orchestrator import Roots, orchestrate
 from tests.realtemplates import templates_dir
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "run_bytes.json"

@@ -33,10 +33,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from flowdrop.core.bundle import validate_bundle
 from flowdrop.core.contract import QuarantineReason, RunResult, StatusFile
 from flowdrop.core.errors import ErrorCode
-from flowdrop.core.storage import TEMP_PREFIX
+from flowdrop.core.fs.storage import TEMP_PREFIX
+from flowdrop.core.telemetry.bundle import validate_bundle
 from flowdrop.daemon.spool import REASON_SUFFIX, is_request_name
 from flowdrop.daemon.testing import (
     DaemonProcess,

@@ -31,8 +31,8 @@ from pathlib import Path
 
 from flowdrop.core.contract import parse_request
 from flowdrop.core.errors import ErrorCode, FlowdropError
-from flowdrop.core.failpoints import failpoint
-from flowdrop.core.storage import fsync_dir
+from flowdrop.core.fs.failpoints import failpoint
+from flowdrop.core.fs.storage import fsync_dir
 from flowdrop.daemon.spool import Spool, is_request_name, try_flock
 
 

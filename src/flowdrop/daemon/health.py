@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from flowdrop.core.storage import atomic_write_bytes
+from flowdrop.core.fs.storage import atomic_write_bytes
 
 
 @dataclass

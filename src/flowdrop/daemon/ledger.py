@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from flowdrop.core.storage import atomic_write_bytes
+from flowdrop.core.fs.storage import atomic_write_bytes
 from flowdrop.daemon.spool import Spool, try_flock, utc_now
 
 TERMINAL = frozenset({"succeeded", "failed", "rejected"})

@@ -22,7 +22,7 @@ from typing import TextIO
 
 import structlog
 
-from flowdrop.core.storage import atomic_write_bytes
+from flowdrop.core.fs.storage import atomic_write_bytes
 from flowdrop.daemon import logsetup
 from flowdrop.daemon.config import Settings
 from flowdrop.daemon.service import Daemon, StartupError

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flowdrop.core.storage import atomic_write_bytes
+from flowdrop.core.fs.storage import atomic_write_bytes
 from flowdrop.daemon.health import HealthSnapshot
 
 REQUEST_STATES = ("succeeded", "failed", "rejected", "duplicates", "conflicts")

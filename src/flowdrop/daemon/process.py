@@ -29,7 +29,7 @@ import structlog
 
 from flowdrop.core.contract import Phase, RunRequest, RunResult, State, parse_request
 from flowdrop.core.errors import ErrorCode, FlowdropError
-from flowdrop.core.failpoints import failpoint
+from flowdrop.core.fs.failpoints import failpoint
 from flowdrop.daemon.claim import read_limited
 from flowdrop.daemon.ledger import Entry, Ledger, content_hash, request_lock
 from flowdrop.daemon.spool import (

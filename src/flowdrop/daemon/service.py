@@ -24,7 +24,7 @@ from pathlib import Path
 import structlog
 
 from flowdrop.core.contract import RunRequest, RunResult
-from flowdrop.core.storage import sweep_stale_temps
+from flowdrop.core.fs.storage import sweep_stale_temps
 from flowdrop.daemon.claim import list_inbox, list_work, recover_dead_instances
 from flowdrop.daemon.config import ConfigError, Settings, WatchMode, load_settings
 from flowdrop.daemon.health import HealthSnapshot, write_health
@@ -54,7 +54,7 @@ def default_processor(settings: Settings) -> Processor:
         factory = getattr(importlib.import_module(module_name), attr)
         processor: Processor = factory(settings)
         return processor
-    from flowdrop.core import orchestrator
+    from flowdrop.core.orchestration import orchestrator
 
     roots = orchestrator.Roots(
         runs=settings.runs_root,

@@ -40,8 +40,8 @@ from flowdrop.core.contract import (
     StatusFile,
 )
 from flowdrop.core.errors import ErrorBody, ErrorCode, FlowdropError
-from flowdrop.core.failpoints import failpoint
-from flowdrop.core.storage import atomic_write_bytes, fsync_dir
+from flowdrop.core.fs.failpoints import failpoint
+from flowdrop.core.fs.storage import atomic_write_bytes, fsync_dir
 
 _ID_RE = re.compile(REQUEST_ID_PATTERN)
 STATUS_SUFFIX = ".status.json"

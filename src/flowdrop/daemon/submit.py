@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from flowdrop.core.contract import RunResult, StatusFile
-from flowdrop.core.storage import fsync_dir
+from flowdrop.core.fs.storage import fsync_dir
 from flowdrop.daemon.spool import (
     REASON_SUFFIX,
     RESULT_SUFFIX,

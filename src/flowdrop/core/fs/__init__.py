@@ -1,0 +1,1 @@
+"""Storage: durable writes, the sandbox, locks, failpoints."""

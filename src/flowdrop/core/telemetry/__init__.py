@@ -1,0 +1,1 @@
+"""Telemetry bundles: capture, series CSVs, manifest, bundle publish and reading, replay."""

@@ -1,0 +1,1 @@
+"""The FlowTime template language: loading, parameters, validation, model generation."""

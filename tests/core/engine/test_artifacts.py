@@ -1,0 +1,181 @@
+"""The canonical run directory: bytes, JSON shapes, hashes, series selection (§10)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from flowdrop.core.engine.artifacts import csv_bytes, resolve_series, write_run
+from flowdrop.core.engine.evaluation import evaluate
+from flowdrop.core.engine.runreader import read_series_csv
+from flowdrop.core.templating.model import Model
+
+NOW = datetime(2026, 5, 4, 7, 16, 46, 123456, tzinfo=UTC)
+BOM = b"\xef\xbb\xbf"
+
+
+def hello(
+    topology: dict[str, Any] | None = None, outputs: list[dict[str, Any]] | None = None
+) -> Model:
+    document: dict[str, Any] = {
+        "schemaVersion": 1,
+        "grid": {"bins": 8, "binSize": 1, "binUnit": "hours"},
+        "nodes": [
+            {"id": "demand", "kind": "const", "values": [10] * 8},
+            {"id": "served", "kind": "expr", "expr": "demand * 0.8"},
+        ],
+        "outputs": outputs if outputs is not None else [{"series": "served", "as": "served.csv"}],
+    }
+    if topology:
+        document["topology"] = topology
+    return Model(document)
+
+
+def write(model: Model, out: Path, **kwargs: Any) -> Any:
+    options: dict[str, Any] = {
+        "run_id": "run_test",
+        "template": None,
+        "parameters": {},
+        "mode": "simulation",
+        "rng_seed": None,
+        "input_hash": None,
+        "provenance": None,
+        "now": NOW,
+    }
+    options.update(kwargs)
+    return write_run(model, evaluate(model), out, **options)
+
+
+def load(path: Path) -> Any:
+    data = path.read_bytes()
+    assert data.startswith(BOM)
+    return json.loads(data[len(BOM) :])
+
+
+def test_hello_run_matches_reference_shape(tmp_path: Path) -> None:
+    """examples/hello (§10.12): one CSV, no topology, no warnings, seed 123, null inputHash."""
+    info = write(hello(), tmp_path / "run")
+    csv = (tmp_path / "run/series/served@SERVED@DEFAULT.csv").read_bytes()
+    assert csv == BOM + b"bin_index,value\n" + b"".join(b"%d,8\n" % t for t in range(8))
+    assert info.series_ids == ["served@SERVED@DEFAULT"]
+    index = load(tmp_path / "run/series/index.json")
+    assert index["series"] == [
+        {
+            "id": "served@SERVED@DEFAULT",
+            "kind": "flow",
+            "path": "series/served@SERVED@DEFAULT.csv",
+            "unit": "entities/bin",
+            "componentId": "SERVED",
+            "class": "DEFAULT",
+            "classKind": "fallback",
+            "points": 8,
+            "hash": "sha256:" + hashlib.sha256(csv).hexdigest(),
+        }
+    ]
+    run = load(tmp_path / "run/run.json")
+    assert list(run) == [
+        "schemaVersion", "runId", "engineVersion", "source", "inputHash", "grid", "modelHash",
+        "scenarioHash", "createdUtc", "classCoverage", "warnings", "series", "classes",
+    ]  # fmt: skip
+    assert run["inputHash"] is None and run["warnings"] == [] and run["classCoverage"] == "missing"
+    assert run["grid"] == {
+        "bins": 8,
+        "binSize": 1,
+        "binUnit": "hours",
+        "timezone": "UTC",
+        "align": "left",
+    }
+    assert run["createdUtc"] == "2026-05-04T07:16:46.1234560Z"
+    manifest = load(tmp_path / "run/manifest.json")
+    assert manifest["rng"] == {"kind": "pcg32", "seed": 123} and "provenance" not in manifest
+    spec = (tmp_path / "run/spec.yaml").read_bytes()
+    assert spec == (tmp_path / "run/model/model.yaml").read_bytes()
+    assert run["modelHash"] == manifest["modelHash"] == "sha256:" + hashlib.sha256(spec).hexdigest()
+    expected_scenario = hashlib.sha256(spec[len(BOM) :].decode().strip().encode() + b"\nnull\nnull")
+    assert run["scenarioHash"] == "sha256:" + expected_scenario.hexdigest()
+    assert not (tmp_path / "run/model/provenance.json").exists()
+    assert (tmp_path / "run/aggregates").is_dir()
+
+
+def test_topology_semantics_point_at_series_files(tmp_path: Path) -> None:
+    """Semantics are rewritten to file:../series/<id>.csv and those series are written too."""
+    topology = {
+        "nodes": [
+            {
+                "id": "Svc",
+                "kind": "service",
+                "semantics": {"arrivals": "demand", "served": "served"},
+            }
+        ]
+    }
+    info = write(hello(topology), tmp_path / "run")
+    assert info.series_ids == ["served@SERVED@DEFAULT", "demand@DEMAND@DEFAULT"]
+    spec = (tmp_path / "run/spec.yaml").read_text(encoding="utf-8-sig")
+    assert "arrivals: file:../series/demand@DEMAND@DEFAULT.csv" in spec
+    metadata = load(tmp_path / "run/model/metadata.json")
+    assert metadata["telemetrySources"] == [
+        "file:../series/demand@DEMAND@DEFAULT.csv",
+        "file:../series/served@SERVED@DEFAULT.csv",
+    ]
+    assert metadata["templateId"] == "adhoc-model" and metadata["templateVersion"] == "0.0.0"
+
+
+def test_served_above_arrivals_is_a_warning(tmp_path: Path) -> None:
+    """InvariantAnalyzer: served_exceeds_arrivals lists the first offending bins."""
+    topology = {
+        "nodes": [
+            {
+                "id": "Svc",
+                "kind": "service",
+                "semantics": {"arrivals": "served", "served": "demand"},
+            }
+        ]
+    }
+    info = write(hello(topology), tmp_path / "run")
+    assert [w["code"] for w in info.warnings] == ["served_exceeds_arrivals"]
+    assert info.warnings[0]["bins"] == [0, 1, 2, 3, 4]
+    assert info.warnings[0]["nodeId"] == "Svc"
+
+
+def test_edge_lag_warning_escapes_quotes(tmp_path: Path) -> None:
+    """Lagged edges warn; the message's quotes are \\u0027 in run.json (.NET encoder)."""
+    topology = {
+        "nodes": [
+            {"id": "A", "kind": "service", "semantics": {"arrivals": "demand", "served": "demand"}},
+            {"id": "B", "kind": "service", "semantics": {"arrivals": "demand", "served": "demand"}},
+        ],
+        "edges": [{"id": "a_b", "from": "A:out", "to": "B:in", "lag": 2}],
+    }
+    info = write(hello(topology), tmp_path / "run")
+    assert "edge_a_b_flowVolume@EDGE_A_B_FLOWVOLUME@DEFAULT" in info.series_ids
+    assert info.warnings[-1]["code"] == "edge_behavior_violation_lag"
+    raw = (tmp_path / "run/run.json").read_text(encoding="utf-8-sig")
+    assert "Edge \\u0027a_b\\u0027 applies a lag of 2 bin(s)." in raw
+
+
+def test_resolve_series_wildcards() -> None:
+    """'*' selects everything in order, 'prefix/*' by prefix, unknown ids are ignored."""
+    context = {"a/x": np.zeros(1), "b": np.zeros(1), "a/y": np.zeros(1)}
+    assert resolve_series([{"series": "a/*"}, {"series": "zz"}], context) == ["a/x", "a/y"]
+    assert resolve_series([{"series": "b"}, {"series": "*"}], context) == ["b", "a/x", "a/y"]
+    assert resolve_series([{"series": "zz"}], context) == ["a/x", "b", "a/y"]
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.floats(allow_nan=True, allow_infinity=True), min_size=1, max_size=50))
+def test_csv_round_trip_is_exact(tmp_path_factory: Any, values: list[float]) -> None:
+    """Write then read gives identical floats, NaN and infinities included."""
+    path = tmp_path_factory.mktemp("csv") / "s.csv"
+    array = np.asarray(values, dtype=np.float64)
+    path.write_bytes(csv_bytes(array))
+    back = read_series_csv(path, len(values))
+    assert np.array_equal(back, array, equal_nan=True)
+    numbers = ~np.isnan(array)
+    assert np.array_equal(np.signbit(back[numbers]), np.signbit(array[numbers]))

@@ -1,0 +1,153 @@
+"""Atomic durable writes and directory publication."""
+
+from __future__ import annotations
+
+import errno
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from flowdrop.core.errors import ErrorCode, FlowdropError
+from flowdrop.core.fs import failpoints
+from flowdrop.core.fs.storage import (
+    TEMP_PREFIX,
+    atomic_write_bytes,
+    make_staging_dir,
+    publish_dir,
+    sweep_stale_temps,
+)
+
+
+def test_atomic_write_replaces_content_and_leaves_no_temporary(tmp_path: Path) -> None:
+    target = tmp_path / "status.json"
+    atomic_write_bytes(target, b"one")
+    atomic_write_bytes(target, b"two")
+    assert target.read_bytes() == b"two"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["status.json"]
+
+
+def test_fsync_failure_is_a_storage_error_and_keeps_the_old_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = tmp_path / "result.json"
+    atomic_write_bytes(target, b"old")
+
+    def broken_fsync(fd: int) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(os, "fsync", broken_fsync)
+    with pytest.raises(FlowdropError) as caught:
+        atomic_write_bytes(target, b"new", root=tmp_path)
+    assert caught.value.code is ErrorCode.STORAGE_ERROR
+    assert caught.value.message == "Could not write 'result.json': Input/output error."
+    assert caught.value.details == {"path": "result.json", "errno": errno.EIO}
+    assert target.read_bytes() == b"old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["result.json"]
+
+
+def test_error_messages_never_show_absolute_paths(tmp_path: Path) -> None:
+    missing_dir = tmp_path / "gone" / "x.json"
+    with pytest.raises(FlowdropError) as caught:
+        atomic_write_bytes(missing_dir, b"x", root=tmp_path)
+    assert str(tmp_path) not in caught.value.message
+    assert caught.value.details["path"] == "gone/x.json"
+
+
+def test_failpoint_before_rename_leaves_the_final_name_untouched(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(failpoints.ENV, "result_before_rename=enospc")
+    failpoints.reset()
+    target = tmp_path / "r.result.json"
+    try:
+        with pytest.raises(FlowdropError) as caught:
+            atomic_write_bytes(target, b"{}", failpoint_name="result_before_rename")
+    finally:
+        monkeypatch.delenv(failpoints.ENV)
+        failpoints.reset()
+    assert caught.value.code is ErrorCode.STORAGE_ERROR
+    assert not target.exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_publish_dir_makes_the_whole_tree_visible_at_once(tmp_path: Path) -> None:
+    staging = make_staging_dir(tmp_path, "bundle")
+    assert staging.name.startswith(TEMP_PREFIX)
+    (staging / "manifest.json").write_text("{}")
+    publish_dir(staging, tmp_path / "bundle")
+    assert (tmp_path / "bundle" / "manifest.json").read_text() == "{}"
+    assert [p.name for p in tmp_path.iterdir()] == ["bundle"]
+
+
+def test_publish_dir_refuses_to_clobber_without_replace(tmp_path: Path) -> None:
+    (tmp_path / "bundle").mkdir()
+    staging = make_staging_dir(tmp_path, "bundle")
+    with pytest.raises(FileExistsError):
+        publish_dir(staging, tmp_path / "bundle")
+
+
+def test_publish_dir_with_replace_swaps_the_old_tree(tmp_path: Path) -> None:
+    final = tmp_path / "bundle"
+    final.mkdir()
+    (final / "old.csv").write_text("old")
+    staging = make_staging_dir(tmp_path, "bundle")
+    (staging / "new.csv").write_text("new")
+    publish_dir(staging, final, replace=True)
+    assert [p.name for p in final.iterdir()] == ["new.csv"]
+    assert [p.name for p in tmp_path.iterdir()] == ["bundle"]
+
+
+def test_kill_failpoint_kills_the_process_before_the_rename(tmp_path: Path) -> None:
+    target = tmp_path / "x.json"
+    code = (
+        "from pathlib import Path; from flowdrop.core.fs.storage import atomic_write_bytes; "
+        f"atomic_write_bytes(Path({str(target)!r}), b'data', failpoint_name='p')"
+    )
+    env = {**os.environ, failpoints.ENV: "p=kill"}
+    proc = subprocess.run([sys.executable, "-c", code], env=env, check=False)
+    assert proc.returncode == -9
+    assert not target.exists()
+    leftovers = [p.name for p in tmp_path.iterdir()]
+    assert len(leftovers) == 1 and leftovers[0].startswith(TEMP_PREFIX)
+
+
+def test_failpoint_with_ordinal_fires_only_on_that_hit(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(failpoints.ENV, "p=eio@2")
+    failpoints.reset()
+    try:
+        failpoints.failpoint("p")
+        with pytest.raises(OSError) as caught:
+            failpoints.failpoint("p")
+        assert caught.value.errno == errno.EIO
+        failpoints.failpoint("p")
+        failpoints.failpoint("unrelated")
+    finally:
+        monkeypatch.delenv(failpoints.ENV)
+        failpoints.reset()
+
+
+def test_sweep_removes_only_old_temporaries(tmp_path: Path) -> None:
+    old_file = tmp_path / f"{TEMP_PREFIX}a.status.json.123"
+    old_file.write_text("{")
+    old_dir = make_staging_dir(tmp_path, "run_x")
+    (old_dir / "run.json").write_text("{")
+    young = tmp_path / f"{TEMP_PREFIX}b.result.json.456"
+    young.write_text("{")
+    keeper = tmp_path / "c.status.json"
+    keeper.write_text("{}")
+    for path in (old_file, old_dir, keeper):
+        os.utime(path, (1_000, 1_000))
+    now = 1_000 + 7_200
+    os.utime(young, (now - 10, now - 10))
+
+    removed = sweep_stale_temps(tmp_path, older_than=3_600, now=now)
+
+    assert removed == sorted([old_file.name, old_dir.name])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([young.name, keeper.name])
+
+
+def test_sweep_of_a_missing_directory_removes_nothing(tmp_path: Path) -> None:
+    assert sweep_stale_temps(tmp_path / "absent", older_than=60) == []
