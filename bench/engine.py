@@ -18,8 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from flowdrop.core.engine.evaluation import evaluate_graph, queue_recurrence
+from flowdrop.core.engine.evaluation import evaluate_graph
 from flowdrop.core.engine.graph import build_graph
+from flowdrop.core.engine.queues import run_queue
 from flowdrop.core.templating.model import Model
 
 SIZES = [(100, 10), (1_000, 10), (1_000, 100), (10_000, 100), (10_000, 1_000)]
@@ -106,9 +107,7 @@ def main() -> None:
     for bins in (1_000, 10_000) if not args.quick else (1_000,):
         rng = np.random.default_rng(7)
         inflow, outflow = rng.uniform(0, 10, bins), rng.uniform(0, 10, bins)
-        engine = median_seconds(
-            lambda i=inflow, o=outflow: queue_recurrence(0.0, i, o, None), args.repeats
-        )
+        engine = median_seconds(lambda i=inflow, o=outflow: run_queue(0.0, i, o), args.repeats)
         lists = (inflow.tolist(), outflow.tolist())
         plain = median_seconds(lambda ls=lists: queue_floor(*ls), args.repeats)
         print(f"{bins:>7} {engine * 1e3:>10.2f} {plain * 1e3:>9.2f} {engine / plain:>6.2f}")

@@ -104,7 +104,6 @@ def test_wings_import_in_one_direction() -> None:
     assert wrong == []
 
 
-@pytest.mark.xfail(strict=True, reason="classes <-> evaluation until the queue kernel lands")
 def test_no_import_circle_between_modules() -> None:
     graph = _graph()
     edges = _package_edges(graph)

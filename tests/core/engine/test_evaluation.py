@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flowdrop.core.engine.evaluation import evaluate, queue_with_wip_limit
+from flowdrop.core.engine.evaluation import evaluate
+from flowdrop.core.engine.queues import run_queue
 from flowdrop.core.errors import ErrorCode, FlowdropError
 from flowdrop.core.templating.model import Model
 
@@ -110,7 +111,7 @@ def test_wip_limit_caps_depth_and_reports_overflow(
     inflow: float, outflow: float, limit: float, depth: list[float], overflow: list[float]
 ) -> None:
     """WipLimitTests and topology-wip-limit: the queue is capped, the excess overflows."""
-    q, spill = queue_with_wip_limit(0.0, np.full(4, inflow), np.full(4, outflow), None, limit)
+    q, spill = run_queue(0.0, np.full(4, inflow), np.full(4, outflow), None, limit)
     assert (q.tolist(), spill.tolist()) == (depth, overflow)
     nodes = [
         const("i", [inflow] * 4),

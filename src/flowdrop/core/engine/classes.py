@@ -14,6 +14,7 @@ import numpy as np
 
 from flowdrop.core import numerics as nx
 from flowdrop.core.engine.graph import Graph, Node
+from flowdrop.core.engine.queues import dispatch_mask, gate_series, run_queue
 from flowdrop.core.numerics import FloatArray
 from flowdrop.core.templating.expressions import Arr, BinOp, Call, Expr, Num, Ref
 
@@ -94,20 +95,22 @@ def _call_classes(
 def _queue_classes(
     node: Node, series: Mapping[str, FloatArray], known: Mapping[str, Classes], total: FloatArray
 ) -> Classes:
-    from flowdrop.core.engine.evaluation import gated_outflow, queue_recurrence
-
     inflow_classes = known.get(node.inflow, {})
     if not inflow_classes:
         return {}
     inflow = series[node.inflow]
-    outflow = gated_outflow(node, series, len(total))
+    outflow = series[node.outflow]
+    if node.schedule is not None:
+        mask = dispatch_mask(len(total), node.schedule.period, node.schedule.phase)
+        capacity = series[node.schedule.capacity] if node.schedule.capacity else None
+        outflow = gate_series(outflow, mask, capacity)
     loss = series[node.loss] if node.loss else None
     first = float(nx.safe(inflow)[0]) if len(inflow) else 0.0
     out: Classes = {}
     for c, values in inflow_classes.items():
         share = nx.divide(values, inflow)
         seed = node.initial * (float(values[0]) / first if first > 0 else 1 / len(inflow_classes))
-        out[c] = queue_recurrence(
+        out[c], _ = run_queue(
             seed, values, nx.safe(outflow) * share, None if loss is None else nx.safe(loss) * share
         )
     return out

@@ -6,16 +6,25 @@ the recurrence forces bin-by-bin evaluation. Queues are a recurrence too, and ru
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
-import numpy.typing as npt
 
+from flowdrop.core.engine.classes import class_contributions
+from flowdrop.core.engine.edges import edge_series
 from flowdrop.core.engine.graph import Graph, Node, build_graph
+from flowdrop.core.engine.queues import (
+    QueueState,
+    dispatch_mask,
+    gate_bin,
+    gate_series,
+    normalise_limit,
+    run_queue,
+)
+from flowdrop.core.engine.routing import route_volumes
 from flowdrop.core.errors import ErrorCode, FlowdropError
-from flowdrop.core.numerics import FloatArray, minimum, safe
+from flowdrop.core.numerics import FloatArray
 from flowdrop.core.templating.expressions import ExpressionError, evaluate_bin
 from flowdrop.core.templating.model import UNEXPECTED, Model, unprocessable
 
@@ -55,73 +64,20 @@ def _lookup(series: Mapping[str, FloatArray], name: str, node_id: str) -> FloatA
         ) from None
 
 
-def dispatch_mask(bins: int, period: int, phase: int) -> npt.NDArray[np.bool_]:
-    """True on dispatch bins: ``t >= phase'`` and ``(t - phase') % period == 0``."""
-    phase = ((phase % period) + period) % period
-    t = np.arange(bins)
-    mask: npt.NDArray[np.bool_] = (t >= phase) & ((t - phase) % period == 0)
-    return mask
-
-
 def gated_outflow(node: Node, series: Mapping[str, FloatArray], bins: int) -> FloatArray:
-    """The outflow a queue actually subtracts (dispatch schedule applied, §9.4)."""
+    """The outflow a queue actually subtracts, in series mode (dispatch schedule applied, §9.4)."""
     outflow = _lookup(series, node.outflow, node.id)
     if node.schedule is None:
         return outflow
     mask = dispatch_mask(bins, node.schedule.period, node.schedule.phase)
-    released = outflow
-    if node.schedule.capacity:
-        capacity = _lookup(series, node.schedule.capacity, node.id)
-        released = np.where(np.isfinite(capacity), minimum(outflow, capacity), outflow)
-    return np.where(mask, released, 0.0)
+    capacity = _lookup(series, node.schedule.capacity, node.id) if node.schedule.capacity else None
+    return gate_series(outflow, mask, capacity)
 
 
-def queue_recurrence(
-    initial: float, inflow: FloatArray, outflow: FloatArray, loss: FloatArray | None
-) -> FloatArray:
-    """``Q[t] = max(0, Q[t-1] + safe(I) - safe(O') - safe(L))`` summed left to right, as C# does."""
-    ins = safe(inflow).tolist()
-    outs = safe(outflow).tolist()
-    losses = safe(loss).tolist() if loss is not None else [0.0] * len(ins)
-    depth = initial
-    result = [0.0] * len(ins)
-    for t in range(len(ins)):
-        depth = depth + ins[t] - outs[t] - losses[t]
-        if not depth > 0.0:
-            depth = 0.0
-        result[t] = depth
-    return np.asarray(result, dtype=np.float64)
-
-
-def queue_with_wip_limit(
-    initial: float,
-    inflow: FloatArray,
-    outflow: FloatArray,
-    loss: FloatArray | None,
-    limit: float | FloatArray,
-) -> tuple[FloatArray, FloatArray]:
-    """The queue recurrence capped at a WIP limit; returns (depth, overflow) (§9.4).
-
-    A series limit uses ``max(0, v)`` for finite ``v`` and 0 otherwise. FlowTime's C# engine only
-    reaches this from code-built models; flowdrop reads ``wipLimit`` on serviceWithBuffer nodes.
-    """
-    bins = len(inflow)
-    limits = np.broadcast_to(np.asarray(limit, dtype=np.float64), (bins,))
-    limits = np.where(np.isfinite(limits), np.maximum(limits, 0.0), 0.0).tolist()
-    ins = safe(inflow).tolist()
-    outs = safe(outflow).tolist()
-    losses = safe(loss).tolist() if loss is not None else [0.0] * bins
-    depth = initial
-    result, overflow = [0.0] * bins, [0.0] * bins
-    for t in range(bins):
-        depth = depth + ins[t] - outs[t] - losses[t]
-        if not depth > 0.0:
-            depth = 0.0
-        if depth > limits[t]:
-            overflow[t] = depth - limits[t]
-            depth = limits[t]
-        result[t] = depth
-    return np.asarray(result, dtype=np.float64), np.asarray(overflow, dtype=np.float64)
+def _wip_limit(node: Node, series: Mapping[str, FloatArray]) -> float | FloatArray | None:
+    if isinstance(node.wip_limit, str):
+        return _lookup(series, node.wip_limit, node.id)
+    return node.wip_limit
 
 
 def _evaluate_node(node: Node, series: Mapping[str, FloatArray], bins: int) -> FloatArray:
@@ -144,26 +100,10 @@ def _evaluate_node(node: Node, series: Mapping[str, FloatArray], bins: int) -> F
             raise _error(f"Node {node.id}: {exc}", node.id) from None
     if node.kind == "queue":
         loss = _lookup(series, node.loss, node.id) if node.loss else None
-        if node.wip_limit is not None:
-            limit = (
-                _lookup(series, node.wip_limit, node.id)
-                if isinstance(node.wip_limit, str)
-                else node.wip_limit
-            )
-            depth, _ = queue_with_wip_limit(
-                node.initial,
-                _lookup(series, node.inflow, node.id),
-                gated_outflow(node, series, bins),
-                loss,
-                limit,
-            )
-            return depth
-        return queue_recurrence(
-            node.initial,
-            _lookup(series, node.inflow, node.id),
-            gated_outflow(node, series, bins),
-            loss,
-        )
+        inflow = _lookup(series, node.inflow, node.id)
+        outflow = gated_outflow(node, series, bins)
+        depth, _ = run_queue(node.initial, inflow, outflow, loss, _wip_limit(node, series))
+        return depth
     return _lookup(series, node.queue, node.id)
 
 
@@ -187,7 +127,14 @@ def _evaluate_slice(
             return float(column[t])
         return float(_lookup(series, name, name)[t])
 
-    depths = {m: graph.nodes[m].initial for m in columns if graph.nodes[m].kind == "queue"}
+    queues = {
+        m: QueueState(graph.nodes[m].initial) for m in columns if graph.nodes[m].kind == "queue"
+    }
+    masks = {
+        m: dispatch_mask(bins, schedule.period, schedule.phase)
+        for m in queues
+        if (schedule := graph.nodes[m].schedule) is not None
+    }
     for t in range(bins):
         for member in columns:
             node = graph.nodes[member]
@@ -200,23 +147,17 @@ def _evaluate_slice(
                 continue
             out = lookup(node.outflow, t)
             if node.schedule is not None:
-                mask = dispatch_mask(bins, node.schedule.period, node.schedule.phase)
-                if not mask[t]:
-                    out = 0.0
-                elif node.schedule.capacity:
-                    cap = lookup(node.schedule.capacity, t)
-                    out = min(out, cap if math.isfinite(cap) else 0.0)
-            value = lookup(node.inflow, t)
+                capacity = lookup(node.schedule.capacity, t) if node.schedule.capacity else None
+                out = gate_bin(out, bool(masks[member][t]), capacity)
             loss = lookup(node.loss, t) if node.loss else 0.0
-            depth = depths[member]
-            depth = depth + _finite(value) - _finite(out) - _finite(loss)
-            depths[member] = depth if depth > 0.0 else 0.0
-            columns[member][t] = depths[member]
+            limit = None
+            if isinstance(node.wip_limit, str):
+                limit = normalise_limit(lookup(node.wip_limit, t))
+            elif node.wip_limit is not None:
+                limit = normalise_limit(node.wip_limit)
+            queues[member].step(lookup(node.inflow, t), out, loss, limit)
+            columns[member][t] = queues[member].depth
     series.update(columns)
-
-
-def _finite(value: float) -> float:
-    return value if math.isfinite(value) else 0.0
 
 
 def evaluate_graph(
@@ -268,11 +209,6 @@ def evaluate(
 def _evaluate_model(
     model: Model, graph: Graph, seeds: dict[str, dict[str, FloatArray]]
 ) -> Evaluation:
-    # Imported here: these modules build on evaluation's queue helpers (import cycle).
-    from flowdrop.core.engine.classes import class_contributions
-    from flowdrop.core.engine.edges import edge_series
-    from flowdrop.core.engine.routing import route_volumes
-
     series = evaluate_graph(graph)
     classes = class_contributions(graph, series, seeds)
     if graph.routers:

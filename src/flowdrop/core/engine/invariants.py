@@ -13,7 +13,8 @@ import numpy as np
 import numpy.typing as npt
 
 from flowdrop.core.engine.edges import edge_identifier
-from flowdrop.core.engine.evaluation import Evaluation, dispatch_mask, queue_recurrence
+from flowdrop.core.engine.evaluation import Evaluation
+from flowdrop.core.engine.queues import dispatch_mask, gate_series, run_queue
 from flowdrop.core.numerics import FloatArray, format_shortest
 
 TOLERANCE = 1e-6
@@ -141,12 +142,10 @@ def analyze(topology: Mapping[str, Any], evaluation: Evaluation) -> list[dict[st
                     len(served), int(schedule["periodBins"]), int(schedule.get("phaseOffset") or 0)
                 )
                 cap_ref = schedule.get("capacitySeries")
-                if cap_ref and str(cap_ref) in series:
-                    cap = series[str(cap_ref)]
-                    outflow = np.where(np.isfinite(cap), np.minimum(served, cap), served)
-                outflow = np.where(mask, outflow, 0.0)
+                capacity = series[str(cap_ref)] if cap_ref and str(cap_ref) in series else None
+                outflow = gate_series(served, mask, capacity)
             seed = float((tnode.get("initialCondition") or {}).get("queueDepth") or 0.0)
-            expected = queue_recurrence(seed, arrivals, outflow, errors)
+            expected, _ = run_queue(seed, arrivals, outflow, errors)
             bad = np.abs(expected - queue) > TOLERANCE
             _flag(
                 warnings,
