@@ -87,6 +87,8 @@ class Settings(BaseModel):
     # Crash debris (.tmp-* files and staging dirs) older than this is removed at start.
     temp_max_age: float = Field(default=3600.0, ge=60, le=30 * 86_400)
     drain_timeout: float = Field(default=60.0, ge=0, le=3600)
+    # Models remembered per (template, mode, parameters) by each worker; 0 turns the cache off.
+    compile_cache_size: int = Field(default=64, ge=0, le=100_000)
     health_interval: float = Field(default=5.0, gt=0, le=600)
     health_file: Path | None = None
     metrics_file: Path | None = None

@@ -22,6 +22,7 @@ from typing import TextIO
 
 import structlog
 
+from flowdrop.core.engine import compilecache
 from flowdrop.core.fs.storage import atomic_write_bytes
 from flowdrop.daemon import logsetup
 from flowdrop.daemon.config import Settings
@@ -78,6 +79,7 @@ def serve(
         pidfile = pidfile.absolute()
         stream = _detach(settings, pidfile)
     logsetup.configure(settings.log_format.value, settings.log_level, stream)
+    compilecache.shared_cache().resize(settings.compile_cache_size)
     try:
         daemon = Daemon(settings, config_path=config_path, once=once)
     except Exception as exc:  # the processor factory failed (e.g. a bad `processor:`)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from flowdrop.core.engine.compilecache import shared_cache
 from flowdrop.core.fs.storage import atomic_write_bytes
 from flowdrop.daemon.health import HealthSnapshot
 
@@ -90,6 +91,25 @@ def render(snapshot: HealthSnapshot, durations: dict[str, float]) -> str:
         "counter",
         "Times the inbox observer died and was restarted.",
         [("", snapshot.observer_restarts)],
+    )
+    cache = shared_cache().stats()
+    metric(
+        "flowdrop_compile_cache_lookups_total",
+        "counter",
+        "Model generations answered from the compile cache (hit) or computed (miss).",
+        [('result="hit"', cache.hits), ('result="miss"', cache.misses)],
+    )
+    metric(
+        "flowdrop_compile_cache_evictions_total",
+        "counter",
+        "Models dropped from the compile cache to stay within compile_cache_size.",
+        [("", cache.evictions)],
+    )
+    metric(
+        "flowdrop_compile_cache_entries",
+        "gauge",
+        "Models held by the compile cache.",
+        [("", cache.entries)],
     )
     return "\n".join(lines) + "\n"
 

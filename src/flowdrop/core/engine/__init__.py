@@ -2,6 +2,9 @@
 
 Everything other packages need from the FlowTime engine is importable from here; the
 implementation lives in one module per concept (template, model, evaluation, artifacts, ...).
+``load_template`` and ``generate_model`` go through the process-wide caches
+(:mod:`~flowdrop.core.templating.templatecache`, :mod:`~flowdrop.core.engine.compilecache`): a
+template file is parsed once per identity and a model generated once per inputs.
 """
 
 from __future__ import annotations
@@ -12,11 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from flowdrop.core.engine.artifacts import RunInfo, series_id, template_provenance, write_run
+from flowdrop.core.engine.compilecache import cached_model as generate_model
 from flowdrop.core.engine.evaluation import Evaluation, evaluate
 from flowdrop.core.engine.runreader import RunData, read_run
 from flowdrop.core.hashing import deterministic_run_id, input_hash
-from flowdrop.core.templating.model import Grid, Model, generate_model
-from flowdrop.core.templating.template import ParameterSpec, Template, find_template, load_template
+from flowdrop.core.templating.model import Grid, Model
+from flowdrop.core.templating.template import ParameterSpec, Template, find_template
+from flowdrop.core.templating.templatecache import load_template
 
 __all__ = [
     "Evaluation",

@@ -125,7 +125,11 @@ class Model:
                 replacement["values"] = [float(v) for v in values]
                 if node.get("metadata"):
                     replacement["metadata"] = node["metadata"]
-                self.nodes[index] = replacement
+                # A new list, not an assignment into the old one: a model from the compile
+                # cache shares its node list with the cache entry.
+                nodes = list(self.nodes)
+                nodes[index] = replacement
+                self.document["nodes"] = nodes
                 return
         raise FlowdropError(
             ErrorCode.TEMPLATE_INVALID,

@@ -6,6 +6,7 @@ plain scalar would re-resolve as another type or is not obviously safe (spec §4
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -38,12 +39,22 @@ def scalar(value: Any) -> str:
             text = f"{mantissa}.0E{exponent}"
         return text
     text = str(value)
-    if _PLAIN.match(text) and yaml.safe_load(text) == text:
+    if _stays_a_string(text):
         return text
     quoted = json.dumps(text, ensure_ascii=False)
     if all(_printable(ch) for ch in quoted):
         return quoted
     return "".join(ch if _printable(ch) else _escape(ch) for ch in quoted)
+
+
+@functools.lru_cache(maxsize=8192)
+def _stays_a_string(text: str) -> bool:
+    """Whether ``text`` may be written plain: it reads back as the same string.
+
+    Remembered: a model repeats the same ids and kinds many times, and a YAML parse per scalar
+    was a fifth of writing a run.
+    """
+    return bool(_PLAIN.match(text)) and yaml.safe_load(text) == text
 
 
 def _printable(ch: str) -> bool:
