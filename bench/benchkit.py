@@ -85,6 +85,7 @@ def running_daemon(
             strace,
             "-f",
             "-qq",
+            "-y",
             "-e",
             f"trace={FSYNC_CALLS}",
             "-o",
