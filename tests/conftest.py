@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import structlog
 
 from tests.realtemplates import templates_dir
+
+
+@pytest.fixture(autouse=True)
+def _fresh_structlog() -> Iterator[None]:
+    """A test that runs the CLI configures structlog (level filter included) in-process; undo
+    it, so a later test's ``capture_logs`` sees every event whatever ran before."""
+    yield
+    structlog.reset_defaults()
 
 
 @pytest.fixture(scope="session")

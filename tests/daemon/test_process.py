@@ -197,3 +197,13 @@ def test_result_write_failure_is_recorded_as_storage_error(
     result = json.loads(spool.result_path("r1").read_text())
     assert result["error"]["code"] == "storage_error"
     assert result["error"]["message"] == "Could not write 'r1.result.json': Input/output error."
+
+
+def test_ended_requests_leave_no_per_request_lock_behind(spool: Spool) -> None:
+    """The outbox's per-request lock map does not grow for the life of the daemon."""
+    handler = _handler(spool, Recorder(spool))
+    for index in range(20):
+        body = {**REQUEST, "requestId": f"r{index}"}
+        assert handler.handle(_claimed(spool, f"r{index}.json", body)) == "succeeded"
+    assert handler.handle(_claimed(spool, "bad.json", "{not json")) == "rejected"
+    assert handler.outbox._locks == {}

@@ -161,7 +161,8 @@ def test_hint_bursts_stay_cheap(tmp_path: Path) -> None:
     """Regression: 50,000 temp-name hints (a flood's worth) keep the quick-scan schedule short
     (it once grew by four entries per hint and was re-sorted every time: quadratic)."""
     from flowdrop.daemon.config import load_settings
-    from flowdrop.daemon.service import QUICK_SCAN_GRID, QUICK_SCANS, Daemon
+    from flowdrop.daemon.schedule import QUICK_SCAN_GRID, QUICK_SCANS
+    from flowdrop.daemon.service import Daemon
     from flowdrop.daemon.testing import write_config
 
     daemon = Daemon(load_settings(write_config(tmp_path)))
@@ -170,7 +171,7 @@ def test_hint_bursts_stay_cheap(tmp_path: Path) -> None:
         longest = 0
         for _ in range(50_000):
             daemon._on_hint()
-            longest = max(longest, len(daemon._quick_scans))
+            longest = max(longest, daemon.schedule.quick_scans)
         elapsed = time.monotonic() - started
     finally:
         daemon.waker.close()

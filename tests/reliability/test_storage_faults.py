@@ -21,8 +21,7 @@ import pytest
 
 from flowdrop.core.contract import RunResult
 from flowdrop.core.errors import FlowdropError
-from flowdrop.daemon.process import Limits, RequestHandler
-from flowdrop.daemon.service import default_processor
+from flowdrop.daemon.process import Limits, RequestHandler, default_processor
 from flowdrop.daemon.spool import Spool
 from flowdrop.daemon.testing import read_json, write_config
 from tests.reliability.reliability_world import TINY_TEMPLATE, Drop, World, request_body, tmpfs

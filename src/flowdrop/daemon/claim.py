@@ -32,8 +32,9 @@ from pathlib import Path
 from flowdrop.core.contract import parse_request
 from flowdrop.core.errors import ErrorCode, FlowdropError
 from flowdrop.core.fs.failpoints import failpoint
+from flowdrop.core.fs.locking import try_flock
 from flowdrop.core.fs.storage import fsync_dir
-from flowdrop.daemon.spool import Spool, is_request_name, try_flock
+from flowdrop.daemon.spool import Spool, is_request_name
 
 
 class Decision(enum.Enum):

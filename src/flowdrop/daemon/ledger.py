@@ -21,8 +21,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+from flowdrop.core.fs.locking import try_flock
 from flowdrop.core.fs.storage import atomic_write_bytes
-from flowdrop.daemon.spool import Spool, try_flock, utc_now
+from flowdrop.daemon.spool import Spool, utc_now
 
 TERMINAL = frozenset({"succeeded", "failed", "rejected"})
 

@@ -15,23 +15,22 @@ written by the crashed attempt (then it only finishes steps 4-5), and otherwise 
 
 from __future__ import annotations
 
-import os
-import stat
+import importlib
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import structlog
 
-from flowdrop.core.contract import Phase, RunRequest, RunResult, State, parse_request
+from flowdrop.core.contract import Phase, RunRequest, RunResult, State
 from flowdrop.core.errors import ErrorCode, FlowdropError
 from flowdrop.core.fs.failpoints import failpoint
-from flowdrop.daemon.claim import read_limited
-from flowdrop.daemon.ledger import Entry, Ledger, content_hash, request_lock
+from flowdrop.daemon.config import Settings
+from flowdrop.daemon.intake import read_claimed
+from flowdrop.daemon.ledger import Entry, Ledger, request_lock
 from flowdrop.daemon.spool import (
     Outbox,
     Scrubber,
@@ -39,45 +38,41 @@ from flowdrop.daemon.spool import (
     display_name,
     move_to,
     quarantine,
-    valid_request_id,
 )
+from flowdrop.daemon.stats import Stats
 
 log = structlog.get_logger("flowdrop.daemon")
 
 ProgressCallback = Callable[[Phase, str], None]
 Processor = Callable[[RunRequest, str, ProgressCallback], RunResult]
+ProcessorFactory = Callable[[Settings], Processor]
 
 
-@dataclass
-class Stats:
-    """Thread-safe counters for health.json and metrics.prom."""
+def default_processor(settings: Settings) -> Processor:
+    """``processor:`` from the config ("module:factory"), else the core orchestrator."""
+    if settings.processor:
+        module_name, _, attr = settings.processor.partition(":")
+        factory = getattr(importlib.import_module(module_name), attr)
+        processor: Processor = factory(settings)
+        return processor
+    from flowdrop.core.orchestration import orchestrator
 
-    counts: Counter[str] = field(default_factory=Counter)
-    durations: dict[str, float] = field(default_factory=dict)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    roots = orchestrator.Roots(
+        runs=settings.runs_root,
+        telemetry=settings.telemetry_root,
+        templates=tuple(settings.templates),
+    )
 
-    def add(self, key: str, amount: int = 1) -> None:
-        with self._lock:
-            self.counts[key] += amount
+    def run(request: RunRequest, request_id: str, progress: ProgressCallback) -> RunResult:
+        return orchestrator.orchestrate(request, roots, request_id=request_id, progress=progress)
 
-    def observe(self, seconds: float) -> None:
-        with self._lock:
-            self.durations["sum"] = self.durations.get("sum", 0.0) + seconds
-            self.durations["count"] = self.durations.get("count", 0.0) + 1
-
-    def snapshot(self) -> tuple[dict[str, int], dict[str, float]]:
-        with self._lock:
-            return dict(self.counts), dict(self.durations)
+    return run
 
 
 @dataclass(frozen=True)
 class Limits:
     max_request_bytes: int
     max_attempts: int
-
-
-def _stem(name: str) -> str:
-    return name[: -len(".json")] if name.endswith(".json") else name
 
 
 class RequestHandler:
@@ -124,53 +119,13 @@ class RequestHandler:
     def handle(self, path: Path) -> str:
         """Process ``work/<instance>/<name>``; returns the outcome (for counters and tests)."""
         started = time.monotonic()
-        name = display_name(path.name)  # for messages: file names may hold undecodable bytes
-        try:
-            info = os.lstat(path)
-        except FileNotFoundError:
+        intake = read_claimed(path, self.limits.max_request_bytes)
+        if intake is None:
             return "gone"
-        stem = _stem(path.name)
-        guess = stem if valid_request_id(stem) else None
-        if not stat.S_ISREG(info.st_mode):
-            kind = _kind(info.st_mode)
-            msg = f"'{name}' is a {kind}, not a regular file; it was not followed or read."
-            error = FlowdropError(ErrorCode.PATH_VIOLATION, msg, fileName=name, kind=kind)
-            return self._reject(path, error, guess, started)
-        if info.st_nlink > 1:
-            # Another name for the same inode may live outside the spool (os.link needs no
-            # read access to the target's directory): refuse it like a symlink, unread.
-            msg = (
-                f"'{name}' is a hard link ({info.st_nlink} links), not a file of its own; "
-                "it was not read. Copy the request instead of linking it."
-            )
-            error = FlowdropError(
-                ErrorCode.PATH_VIOLATION, msg, fileName=name, kind="hard link", links=info.st_nlink
-            )
-            return self._reject(path, error, guess, started)
-        limit = self.limits.max_request_bytes
-        if info.st_size > limit:
-            return self._reject(path, _too_large(name, info.st_size, limit), guess, started)
-        try:
-            raw = read_limited(path, limit + 1)
-        except OSError as exc:
-            msg = f"Could not read '{name}': {exc.strerror or exc}."
-            error = FlowdropError(ErrorCode.PATH_VIOLATION, msg, fileName=name)
-            return self._reject(path, error, guess, started)
-        if len(raw) > limit:
-            return self._reject(path, _too_large(name, len(raw), limit), guess, started)
-        try:
-            request = parse_request(raw)
-        except FlowdropError as exc:
-            return self._reject(path, exc, guess, started)
-        request_id = request.request_id or stem
-        if not valid_request_id(request_id):
-            msg = (
-                f"The file name '{name}' is not a valid requestId and the request has no "
-                "requestId field; add one ([A-Za-z0-9][A-Za-z0-9._-]{0,127})."
-            )
-            error = FlowdropError(ErrorCode.INVALID_REQUEST, msg, fileName=name)
-            return self._reject(path, error, None, started)
-        return self._accept(path, request, request_id, content_hash(raw), started)
+        if intake.error is not None:
+            return self._reject(path, intake.error, intake.request_id, started)
+        assert intake.request is not None and intake.request_id is not None
+        return self._accept(path, intake.request, intake.request_id, intake.digest, started)
 
     # --- rejection -------------------------------------------------------------------------
 
@@ -402,22 +357,5 @@ class RequestHandler:
                 captureStatus=result.capture.status.value, captureKey=result.capture.capture_key
             )
         log.info("request_finished", **fields)
-
-
-def _too_large(name: str, size: int, limit: int) -> FlowdropError:
-    msg = f"'{name}' is larger than max_request_bytes ({size} > {limit} bytes); it was not parsed."
-    return FlowdropError(ErrorCode.REQUEST_TOO_LARGE, msg, size=size, limit=limit)
-
-
-def _kind(mode: int) -> str:
-    if stat.S_ISLNK(mode):
-        return "symbolic link"
-    if stat.S_ISDIR(mode):
-        return "directory"
-    if stat.S_ISFIFO(mode):
-        return "FIFO"
-    if stat.S_ISSOCK(mode):
-        return "socket"
-    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        return "device"
-    return "special file"
+        if request_id is not None:
+            self.outbox.forget(request_id)

@@ -11,85 +11,33 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import importlib
-import math
 import os
-import select
 import threading
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
 import structlog
 
-from flowdrop.core.contract import RunRequest, RunResult
 from flowdrop.core.fs.storage import sweep_stale_temps
 from flowdrop.daemon.claim import list_inbox, list_work, recover_dead_instances
 from flowdrop.daemon.config import ConfigError, Settings, WatchMode, load_settings
-from flowdrop.daemon.health import HealthSnapshot, write_health
-from flowdrop.daemon.metrics import write_metrics
+from flowdrop.daemon.health import HealthSnapshot
 from flowdrop.daemon.notify import Notifier
-from flowdrop.daemon.process import Limits, Processor, ProgressCallback, RequestHandler, Stats
+from flowdrop.daemon.process import Limits, ProcessorFactory, RequestHandler, default_processor
+from flowdrop.daemon.reporter import Reporter
+from flowdrop.daemon.schedule import Schedule
 from flowdrop.daemon.spool import InstanceLock, Scrubber, Spool
+from flowdrop.daemon.stats import Stats
+from flowdrop.daemon.waker import Waker
 from flowdrop.daemon.watcher import InboxWatcher, OverflowDetector, choose_mode
 from flowdrop.daemon.worker import WorkerPool, WorkQueue
 
 log = structlog.get_logger("flowdrop.daemon")
 
-ProcessorFactory = Callable[[Settings], Processor]
-# After activity on a temp name in the inbox: scan again after these delays (seconds).
-QUICK_SCANS = (0.002, 0.01, 0.05, 0.2)
-QUICK_SCAN_GRID = 0.002
-
 
 class StartupError(Exception):
     """The daemon cannot start (exit code 2)."""
-
-
-def default_processor(settings: Settings) -> Processor:
-    """``processor:`` from the config ("module:factory"), else the core orchestrator."""
-    if settings.processor:
-        module_name, _, attr = settings.processor.partition(":")
-        factory = getattr(importlib.import_module(module_name), attr)
-        processor: Processor = factory(settings)
-        return processor
-    from flowdrop.core.orchestration import orchestrator
-
-    roots = orchestrator.Roots(
-        runs=settings.runs_root,
-        telemetry=settings.telemetry_root,
-        templates=tuple(settings.templates),
-    )
-
-    def run(request: RunRequest, request_id: str, progress: ProgressCallback) -> RunResult:
-        return orchestrator.orchestrate(request, roots, request_id=request_id, progress=progress)
-
-    return run
-
-
-class Waker:
-    """A self-pipe: ``wake()`` is safe from signal handlers and other threads."""
-
-    def __init__(self) -> None:
-        self._r, self._w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-
-    def wake(self) -> None:
-        with contextlib.suppress(BlockingIOError, OSError):
-            os.write(self._w, b"x")
-
-    def wait(self, timeout: float) -> None:
-        with contextlib.suppress(InterruptedError):
-            ready, _, _ = select.select([self._r], [], [], max(0.0, timeout))
-            if ready:
-                with contextlib.suppress(BlockingIOError):
-                    while os.read(self._r, 4096):
-                        pass
-
-    def close(self) -> None:
-        for fd in (self._r, self._w):
-            with contextlib.suppress(OSError):
-                os.close(fd)
 
 
 class Daemon:
@@ -116,10 +64,7 @@ class Daemon:
         self.lock_wait = 5.0  # a restarted instance may wait for its predecessor's lock
         self.reload_requested = False
         self._overflowed = False
-        self._deferred: dict[str, float] = {}
-        self._backoff: dict[tuple[str, str], float] = {}
-        self._quick_scans: list[float] = []
-        self._deferred_lock = threading.Lock()
+        self.schedule = Schedule()
         self._mode = WatchMode.POLLING
         self._watcher: InboxWatcher | None = None
         self._overflow = OverflowDetector(self._on_overflow)
@@ -127,21 +72,9 @@ class Daemon:
         self._started_at = datetime.now(UTC)
         self._last_scan_wall: datetime | None = None
         self._last_scan = 0.0
-        self._last_health = 0.0
-        self._last_ping = 0.0
-        self._last_status = ""
-        self._handler = self._make_handler(settings)
-        self.pool = WorkerPool(
-            self.spool,
-            self.queue,
-            lambda: self._handler,
-            size=settings.workers,
-            max_bytes=lambda: self.settings.max_request_bytes,
-            stale_after=lambda: self.settings.stale_after,
-            on_deferred=self._defer,
-            on_idle=self.waker.wake,
-            on_error=self._backoff_item,
-        )
+        self.reporter = Reporter(self.notifier)
+        self.handler = self._make_handler(settings)
+        self.pool = WorkerPool(self)
 
     # --- flags (signal-safe) ---------------------------------------------------------------
 
@@ -163,45 +96,28 @@ class Daemon:
 
     def _on_hint(self) -> None:
         """A writer is busy with a temp name: scan the inbox soon, a few times."""
-        now = time.monotonic()
-        # Times snap up to a grid so a burst of hints (thousands a second in a flood) adds
-        # nothing once its slots are booked: the list stays short and a hint stays O(1)-ish.
-        wanted = {math.ceil((now + d) / QUICK_SCAN_GRID) * QUICK_SCAN_GRID for d in QUICK_SCANS}
-        with self._deferred_lock:
-            if not wanted.issubset(self._quick_scans):
-                self._quick_scans = sorted({*self._quick_scans, *wanted})
+        self.schedule.hint()
         self.waker.wake()
 
     def _quick_scan_due(self) -> float:
         """Run a due quick scan; return seconds until the next one (inf when none)."""
-        now = time.monotonic()
-        with self._deferred_lock:
-            due = [t for t in self._quick_scans if t <= now]
-            self._quick_scans = [t for t in self._quick_scans if t > now]
-            following = self._quick_scans[0] - now if self._quick_scans else float("inf")
+        due, following = self.schedule.quick_scan_due()
         if due:
             for name in list_inbox(self.spool):
                 if self.queue.put(("inbox", name)):
                     self.stats.add("hinted")
         return following
 
-    def _backoff_item(self, item: tuple[str, str]) -> None:
-        """A file whose handling raised: retry it only after a reconcile interval."""
-        with self._deferred_lock:
-            self._backoff[("work", item[1])] = time.monotonic() + self.settings.reconcile_interval
+    # --- the pool's view of the daemon (flowdrop.daemon.worker.PoolHost) --------------------
 
-    def _in_backoff(self, item: tuple[str, str]) -> bool:
-        with self._deferred_lock:
-            until = self._backoff.get(item)
-            if until is not None and until <= time.monotonic():
-                del self._backoff[item]
-                return False
-            return until is not None
-
-    def _defer(self, name: str, delay: float) -> None:
-        with self._deferred_lock:
-            self._deferred[name] = time.monotonic() + delay
+    def defer(self, name: str, delay: float) -> None:
+        """An inbox file is still being written: look again after ``delay`` seconds."""
+        self.schedule.defer(name, delay)
         self.waker.wake()
+
+    def back_off(self, item: tuple[str, str]) -> None:
+        """A file whose handling raised: retry it only after a reconcile interval."""
+        self.schedule.back_off(("work", item[1]), self.settings.reconcile_interval)
 
     # --- setup -----------------------------------------------------------------------------
 
@@ -289,7 +205,7 @@ class Daemon:
             log.warning("work_recovered", files=[p.name for p in recovered], count=len(recovered))
         for name in list_work(self.spool):
             item = ("work", name)
-            if not self.queue.busy(item) and not self._in_backoff(item):
+            if not self.queue.busy(item) and not self.schedule.in_backoff(item):
                 queued += self.queue.put(("work", name))
         for name in list_inbox(self.spool):
             queued += self.queue.put(("inbox", name))
@@ -326,7 +242,7 @@ class Daemon:
             started_at=self._started_at,
             last_scan_at=self._last_scan_wall,
             last_scan_age_seconds=age,
-            queue_depth=len(self.queue) + len(self._deferred),
+            queue_depth=len(self.queue) + self.schedule.deferred,
             running=self.pool.running,
             workers=self.pool.size,
             draining=self.stop_requested,
@@ -336,29 +252,10 @@ class Daemon:
         )
 
     def _report(self, force: bool = False) -> None:
-        now = time.monotonic()
-        snap = self.snapshot()
-        text = (
-            f"{snap.watch_mode}; queue {snap.queue_depth}; running {snap.running}; "
-            f"succeeded {snap.counters.get('succeeded', 0)}, failed "
-            f"{snap.counters.get('failed', 0)}, rejected {snap.counters.get('rejected', 0)}"
+        _, durations = self.stats.snapshot()
+        self.reporter.report(
+            self.snapshot(), durations, self.settings, ready=self.ready.is_set(), force=force
         )
-        if text != self._last_status:
-            self.notifier.status(text)
-            self._last_status = text
-        if force or now - self._last_health >= self.settings.health_interval:
-            self._last_health = now
-            _, durations = self.stats.snapshot()
-            try:
-                write_health(self.settings.health_path, snap)
-                write_metrics(self.settings.metrics_path, snap, durations)
-            except Exception as exc:
-                log.warning("health_write_failed", error=str(exc))
-        interval = self.notifier.watchdog_interval
-        due = interval is not None and now - self._last_ping >= interval
-        if due and snap.healthy and self.ready.is_set():
-            self.notifier.watchdog()
-            self._last_ping = now
 
     # --- reload ----------------------------------------------------------------------------
 
@@ -384,7 +281,7 @@ class Daemon:
             return False
         old_mode = self.settings.watch
         self.settings = new
-        self._handler = handler
+        self.handler = handler
         self.pool.resize(new.workers)
         if new.watch != old_mode:
             self._disarm()
@@ -404,14 +301,7 @@ class Daemon:
     # --- the loop --------------------------------------------------------------------------
 
     def _requeue_deferred(self) -> float:
-        now = time.monotonic()
-        soonest = float("inf")
-        with self._deferred_lock:
-            due = [name for name, when in self._deferred.items() if when <= now]
-            for name in due:
-                del self._deferred[name]
-            if self._deferred:
-                soonest = min(self._deferred.values()) - now
+        due, soonest = self.schedule.due_deferred()
         for name in due:
             self.queue.put(("inbox", name))
         return soonest
@@ -424,9 +314,7 @@ class Daemon:
         return max(0.001, timeout)
 
     def _idle(self) -> bool:
-        with self._deferred_lock:
-            deferred = bool(self._deferred)
-        return not deferred and len(self.queue) == 0 and self.pool.running == 0
+        return not self.schedule.deferred and len(self.queue) == 0 and self.pool.running == 0
 
     def run(self) -> int:
         """Serve until stopped (or, with ``once``, until the inbox is drained). Exit code."""
@@ -494,7 +382,7 @@ class Daemon:
                 running=self.pool.running,
                 action="left in work/ for recovery; they resume as interrupted attempts",
             )
-            self._handler.mark_interrupted()
+            self.handler.mark_interrupted()
         self._report(force=True)
         log.info("daemon_stopped", drained=drained)
         return 0

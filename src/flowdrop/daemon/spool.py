@@ -16,9 +16,6 @@ that slipped into a message by a placeholder before the bytes are written.
 
 from __future__ import annotations
 
-import contextlib
-import errno
-import fcntl
 import hashlib
 import json
 import os
@@ -26,7 +23,6 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -39,8 +35,9 @@ from flowdrop.core.contract import (
     State,
     StatusFile,
 )
-from flowdrop.core.errors import ErrorBody, ErrorCode, FlowdropError
+from flowdrop.core.errors import ErrorBody
 from flowdrop.core.fs.failpoints import failpoint
+from flowdrop.core.fs.locking import acquire_flock, release_flock
 from flowdrop.core.fs.storage import atomic_write_bytes, fsync_dir
 
 _ID_RE = re.compile(REQUEST_ID_PATTERN)
@@ -186,6 +183,7 @@ class Outbox:
             return self._locks.setdefault(request_id, threading.Lock())
 
     def forget(self, request_id: str) -> None:
+        """Drop the request's lock once it has ended, so the map does not grow for ever."""
         with self._guard:
             self._locks.pop(request_id, None)
 
@@ -234,20 +232,6 @@ class Outbox:
             self._scrub(result.to_json_bytes()),
             failpoint_name="result_before_rename",
         )
-
-
-def replace_bytes(path: Path, data: bytes) -> None:
-    """Atomic (temp + rename) but not durable: readers see the old or the new file, whole."""
-    temp = path.with_name(f".tmp-{path.name}.{uuid.uuid4().hex[:12]}")
-    try:
-        with open(temp, "wb") as handle:
-            handle.write(data)
-        os.replace(temp, path)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            temp.unlink()
-        msg = f"Could not write '{path.name}': {exc.strerror or exc}."
-        raise FlowdropError(ErrorCode.STORAGE_ERROR, msg, path=path.name, errno=exc.errno) from exc
 
 
 def read_status_file(path: Path) -> StatusFile | None:
@@ -338,26 +322,6 @@ def quarantine(
 # --- locks -------------------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def try_flock(path: Path) -> Iterator[bool]:
-    """Hold ``flock(LOCK_EX|LOCK_NB)`` on ``path`` (created if missing); yields whether held."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise
-            yield False
-            return
-        try:
-            yield True
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-    finally:
-        os.close(fd)
-
-
 class InstanceLock:
     """``state/instances/<instance>.lock``, flock'd for the life of the process (= alive)."""
 
@@ -366,11 +330,11 @@ class InstanceLock:
         self._fd: int | None = None
 
     def acquire(self) -> bool:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fd = acquire_flock(self.path, timeout=0)
         except OSError:
-            os.close(fd)
+            return False
+        if fd is None:
             return False
         os.ftruncate(fd, 0)
         os.write(fd, json.dumps({"pid": os.getpid(), "startedAt": utc_now().isoformat()}).encode())
@@ -379,7 +343,5 @@ class InstanceLock:
 
     def release(self) -> None:
         if self._fd is not None:
-            with contextlib.suppress(OSError):
-                fcntl.flock(self._fd, fcntl.LOCK_UN)
-                os.close(self._fd)
+            release_flock(self._fd)
             self._fd = None

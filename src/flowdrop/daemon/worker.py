@@ -11,14 +11,16 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol
 
 import structlog
 
 from flowdrop.daemon.claim import Decision, claim
+from flowdrop.daemon.config import Settings
 from flowdrop.daemon.process import RequestHandler
 from flowdrop.daemon.spool import Spool
+from flowdrop.daemon.waker import Waker
 
 log = structlog.get_logger("flowdrop.daemon")
 
@@ -73,32 +75,31 @@ class WorkQueue:
             return len(self._items)
 
 
-class WorkerPool:
-    """``size`` threads taking items while the daemon is not draining."""
+class PoolHost(Protocol):
+    """The one view of the daemon a pool needs: its settings, handler, spool and queue."""
 
-    def __init__(
-        self,
-        spool: Spool,
-        queue: WorkQueue,
-        handler: Callable[[], RequestHandler],
-        *,
-        size: int,
-        max_bytes: Callable[[], int],
-        stale_after: Callable[[], float],
-        on_deferred: Callable[[str, float], None],
-        on_idle: Callable[[], None],
-        on_error: Callable[[Item], None] = lambda _item: None,
-    ) -> None:
-        self.spool = spool
-        self.queue = queue
-        self._handler = handler
-        self._max_bytes = max_bytes
-        self._stale_after = stale_after
-        self._on_deferred = on_deferred
-        self._on_idle = on_idle
-        self._on_error = on_error
+    @property
+    def settings(self) -> Settings: ...
+    @property
+    def handler(self) -> RequestHandler: ...
+    @property
+    def spool(self) -> Spool: ...
+    @property
+    def queue(self) -> WorkQueue: ...
+    @property
+    def waker(self) -> Waker: ...
+
+    def defer(self, name: str, delay: float) -> None: ...
+    def back_off(self, item: Item) -> None: ...
+
+
+class WorkerPool:
+    """``settings.workers`` threads taking items while the daemon is not draining."""
+
+    def __init__(self, host: PoolHost) -> None:
+        self.host = host
         self._threads: list[threading.Thread] = []
-        self._size = size
+        self._size = host.settings.workers
         self._stop_taking = threading.Event()
         self._running = 0
         self._lock = threading.Lock()
@@ -142,11 +143,11 @@ class WorkerPool:
         while not self._stop_taking.is_set():
             if index >= self._size:
                 return  # shrunk by a reload
-            item = self.queue.get(timeout=0.5)
+            item = self.host.queue.get(timeout=0.5)
             if item is None:
                 continue
             if self._stop_taking.is_set():
-                self.queue.done(item)
+                self.host.queue.done(item)
                 return
             with self._lock:
                 self._running += 1
@@ -154,31 +155,35 @@ class WorkerPool:
                 self._work(item)
             except Exception:
                 log.exception("worker_error", item=list(item))
-                self._on_error(item)
+                self.host.back_off(item)
             finally:
                 with self._lock:
                     self._running -= 1
-                self.queue.done(item)
-                self._on_idle()
+                self.host.queue.done(item)
+                self.host.waker.wake()
 
     def _work(self, item: Item) -> None:
         kind, name = item
         if kind == "work":
-            self._handler().handle(self.spool.work / name)
+            self.host.handler.handle(self.host.spool.work / name)
             return
+        settings = self.host.settings
         outcome = claim(
-            self.spool, name, max_bytes=self._max_bytes(), stale_after=self._stale_after()
+            self.host.spool,
+            name,
+            max_bytes=settings.max_request_bytes,
+            stale_after=settings.stale_after,
         )
         if outcome.decision is Decision.DEFERRED:
-            self._on_deferred(name, DEFER_DELAY)
+            self.host.defer(name, DEFER_DELAY)
             return
         if outcome.decision is Decision.CLAIMED and outcome.path is not None:
             work_item = ("work", name)
-            self.queue.mark(work_item)
+            self.host.queue.mark(work_item)
             try:
-                self._handler().handle(Path(outcome.path))
+                self.host.handler.handle(Path(outcome.path))
             except Exception:
-                self._on_error(work_item)
+                self.host.back_off(work_item)
                 raise
             finally:
-                self.queue.done(work_item)
+                self.host.queue.done(work_item)

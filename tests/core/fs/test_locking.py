@@ -101,3 +101,18 @@ def test_timeout_is_storage_error(tmp_path: Path) -> None:
     finally:
         release.set()
         thread.join()
+
+
+def test_one_flock_helper_tries_once_waits_or_gives_up(tmp_path: Path) -> None:
+    from flowdrop.core.fs.locking import acquire_flock, release_flock, try_flock
+
+    path = tmp_path / "x.lock"
+    held = acquire_flock(path, timeout=None)
+    assert held is not None
+    assert acquire_flock(path, timeout=0) is None  # another open file description: excluded
+    assert acquire_flock(path, timeout=0.05) is None
+    with try_flock(path) as free:
+        assert free is False
+    release_flock(held)
+    with try_flock(path) as free:
+        assert free is True

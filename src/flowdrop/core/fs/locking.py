@@ -48,6 +48,55 @@ def lock_path(telemetry_root: Path, capture_key: str) -> Path:
     return resolve_inside(telemetry_root, LOCKS_DIR, f"{capture_key}.lock", field="captureKey")
 
 
+def acquire_flock(path: Path, *, timeout: float | None) -> int | None:
+    """Open ``path`` (created if missing, never followed) and ``flock(LOCK_EX)`` it.
+
+    ``timeout`` None waits as long as the holder works, 0 tries once, otherwise retries with
+    back-off for that many seconds. Returns the held descriptor (release it with
+    :func:`release_flock`), or None when the lock stayed busy. I/O errors raise ``OSError``.
+    This is the one flock helper of the project: capture locks, request locks and instance
+    locks all go through it.
+    """
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
+    try:
+        if timeout is None:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            return fd
+        started, delay = time.monotonic(), 0.005
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return fd
+            except BlockingIOError:
+                if time.monotonic() - started >= timeout:
+                    os.close(fd)
+                    return None
+                time.sleep(min(delay, max(0.0, timeout - (time.monotonic() - started))))
+                delay = min(delay * 2, 0.2)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+        raise
+
+
+def release_flock(fd: int) -> None:
+    with contextlib.suppress(OSError):
+        fcntl.flock(fd, fcntl.LOCK_UN)
+    with contextlib.suppress(OSError):
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def try_flock(path: Path) -> Iterator[bool]:
+    """Hold the lock on ``path`` if it is free right now; yields whether it is held."""
+    fd = acquire_flock(path, timeout=0)
+    try:
+        yield fd is not None
+    finally:
+        if fd is not None:
+            release_flock(fd)
+
+
 @contextlib.contextmanager
 def capture_lock(
     telemetry_root: Path, capture_key: str, *, timeout: float | None = None
@@ -63,50 +112,25 @@ def capture_lock(
     if not local.acquire(timeout=-1 if timeout is None else timeout):
         raise _timeout(capture_key, timeout)
     try:
-        fd = _open_lock_file(path, capture_key)
         try:
-            _flock(fd, capture_key, started, timeout)
-            try:
-                yield time.monotonic() - started
-            finally:
-                fcntl.flock(fd, fcntl.LOCK_UN)
-        finally:
-            os.close(fd)
-    finally:
-        local.release()
-
-
-def _open_lock_file(path: Path, capture_key: str) -> int:
-    try:
-        path.parent.mkdir(exist_ok=True)
-        return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
-    except OSError as exc:
-        msg = f"Could not open the capture lock for '{capture_key}': {exc.strerror or exc}."
-        raise FlowdropError(
-            ErrorCode.STORAGE_ERROR, msg, captureKey=capture_key, errno=exc.errno
-        ) from exc
-
-
-def _flock(fd: int, capture_key: str, started: float, timeout: float | None) -> None:
-    if timeout is None:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            path.parent.mkdir(exist_ok=True)
+            remaining = (
+                None if timeout is None else max(0.0, timeout - (time.monotonic() - started))
+            )
+            fd = acquire_flock(path, timeout=remaining)
         except OSError as exc:
             msg = f"Could not take the capture lock for '{capture_key}': {exc.strerror or exc}."
             raise FlowdropError(
                 ErrorCode.STORAGE_ERROR, msg, captureKey=capture_key, errno=exc.errno
             ) from exc
-        return
-    delay = 0.005
-    while True:
+        if fd is None:
+            raise _timeout(capture_key, timeout)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return
-        except BlockingIOError:
-            if time.monotonic() - started >= timeout:
-                raise _timeout(capture_key, timeout) from None
-            time.sleep(delay)
-            delay = min(delay * 2, 0.2)
+            yield time.monotonic() - started
+        finally:
+            release_flock(fd)
+    finally:
+        local.release()
 
 
 def _timeout(capture_key: str, timeout: float | None) -> FlowdropError:
