@@ -67,6 +67,19 @@ def build_parser() -> argparse.ArgumentParser:
     doctor = sub.add_parser("doctor", help="check roots, permissions, inotify limits, filesystems")
     doctor.add_argument("--config", type=Path)
 
+    prune = sub.add_parser(
+        "prune", help="remove finished requests, old outbox/quarantine files and unneeded runs"
+    )
+    prune.add_argument("--config", type=Path)
+    prune.add_argument(
+        "--older-than",
+        metavar="AGE",
+        help="one limit for everything, e.g. 30d, 12h, 90m (default: the retain_* config keys)",
+    )
+    prune.add_argument("--dry-run", action="store_true", help="say what would go; remove nothing")
+    prune.add_argument("--json", action="store_true", help="the report as JSON")
+    prune.add_argument("--verbose", action="store_true", help="list every entry kept for its age")
+
     schema = sub.add_parser("schema", help="print the JSON Schemas of the file contract")
     schema.add_argument("--markdown", action="store_true", help="as docs/protocol.md's section")
     return parser
@@ -206,6 +219,30 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return print_checks(run_checks(settings), sys.stdout)
 
 
+def cmd_prune(args: argparse.Namespace) -> int:
+    from flowdrop.daemon.config import parse_duration
+    from flowdrop.daemon.retention import describe, prune
+
+    older_than = None
+    if args.older_than is not None:
+        try:
+            older_than = parse_duration(args.older_than)
+        except ValueError as exc:
+            sys.stderr.write(f"usage_error: --older-than: {exc}\n")
+            return EXIT_USAGE
+        if older_than is None:
+            sys.stderr.write("usage_error: --older-than needs an age (e.g. 30d), not never\n")
+            return EXIT_USAGE
+    settings = _settings(args.config)
+    report = prune(settings, older_than=older_than, dry_run=args.dry_run)
+    if args.json:
+        print(json.dumps(report.to_json(), indent=2))
+    else:
+        for line in describe(report, verbose=args.verbose):
+            print(line)
+    return EXIT_OK if report.ok else EXIT_FAILED
+
+
 def cmd_demo(_args: argparse.Namespace) -> int:
     from flowdrop.daemon.demo import run_demo
 
@@ -227,6 +264,7 @@ COMMANDS = {
     "simulate": cmd_simulate,
     "doctor": cmd_doctor,
     "demo": cmd_demo,
+    "prune": cmd_prune,
     "schema": cmd_schema,
 }
 

@@ -14,14 +14,22 @@ Defaults (``flowdrop serve`` with no configuration at all): everything lives und
 from __future__ import annotations
 
 import os
+import re
 import socket
 from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 
 from flowdrop.core.contract import REQUEST_ID_PATTERN
 
@@ -38,6 +46,46 @@ class ConfigError(Exception):
         self.problems = problems
         self.source = source
         super().__init__(f"invalid configuration ({source}): " + "; ".join(problems))
+
+
+DAY = 86_400.0
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
+_UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": DAY, "w": 7 * DAY}
+
+
+def parse_duration(value: Any) -> float | None:
+    """``30d``, ``12h``, ``90m``, ``45s``, ``2w`` or a number of seconds; ``never`` is None."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        msg = "must be a duration like 30d, 12h, 90m or never"
+        raise ValueError(msg)
+    if isinstance(value, int | float):
+        if value < 0:
+            msg = "must not be negative"
+            raise ValueError(msg)
+        return float(value)
+    text = str(value).strip().lower()
+    if text in {"never", "none", "null", "off"}:
+        return None
+    match = _DURATION_RE.match(text)
+    if match is None:
+        msg = f"{value!r} is not a duration: use e.g. 30d, 12h, 90m, 45s, 2w or never"
+        raise ValueError(msg)
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def format_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "never"
+    for unit, size in (("d", DAY), ("h", 3600.0), ("m", 60.0)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"
+
+
+# A retention age: "30d", "12h", "90m", "45s", "2w", a number of seconds, or never (None).
+Duration = Annotated[float | None, BeforeValidator(parse_duration)]
 
 
 class WatchMode(StrEnum):
@@ -92,6 +140,11 @@ class Settings(BaseModel):
     health_interval: float = Field(default=5.0, gt=0, le=600)
     health_file: Path | None = None
     metrics_file: Path | None = None
+    # Retention (`flowdrop prune`): maximum ages of finished files and unneeded runs.
+    retain_done: Duration = 30 * DAY
+    retain_outbox: Duration = 30 * DAY
+    retain_quarantine: Duration = 90 * DAY
+    retain_runs: Duration = 30 * DAY
     log_format: LogFormat = LogFormat.AUTO
     log_level: str = "info"
     # "module:factory" returning a processor; default: the core orchestrator. For tests and
