@@ -6,8 +6,9 @@
 # 1. verifies every file against SHA256SUMS and refuses (installing nothing) on any mismatch;
 # 2. creates (or reuses) a virtual environment at the prefix and installs flowdrop and its
 #    dependencies from the bundle's wheels only: pip never sees an index or a pip.conf;
-# 3. unless --no-systemd: installs the unit, sysusers and tmpfiles entries, the operator docs
-#    and the example config (an existing config is never overwritten);
+# 3. unless --no-systemd: installs the units (flowdrop.service, flowdrop-prune.service/.timer),
+#    sysusers and tmpfiles entries, the operator docs and the example config (an existing config
+#    is never overwritten);
 # 4. runs `flowdrop doctor` and says what to do next.
 #
 # Idempotent: a second run repairs or upgrades in place. Before upgrading a prefix that holds
@@ -160,12 +161,14 @@ say "installed $INSTALLED into $PREFIX${PREVIOUS:+ (was flowdrop $PREVIOUS)}"
 CONFIG=""
 if [ "$SYSTEMD" = 1 ]; then
     CONFIG="$ROOT/etc/flowdrop/flowdrop.yaml"
-    unit="$ROOT/etc/systemd/system/flowdrop.service"
-    mkdir -p "$(dirname "$unit")"
-    sed "s#/opt/flowdrop/bin/flowdrop#$PREFIX/bin/flowdrop#g" systemd/flowdrop.service >"$unit.tmp"
-    chmod 0644 "$unit.tmp"
-    mv "$unit.tmp" "$unit"
-    say "unit            $unit"
+    mkdir -p "$ROOT/etc/systemd/system"
+    for name in flowdrop.service flowdrop-prune.service flowdrop-prune.timer; do
+        unit="$ROOT/etc/systemd/system/$name"
+        sed "s#/opt/flowdrop/bin/flowdrop#$PREFIX/bin/flowdrop#g" "systemd/$name" >"$unit.tmp"
+        chmod 0644 "$unit.tmp"
+        mv "$unit.tmp" "$unit"
+        say "unit            $unit"
+    done
     install -D -m 0644 systemd/flowdrop.sysusers.conf "$ROOT/etc/sysusers.d/flowdrop.conf"
     say "sysusers entry  $ROOT/etc/sysusers.d/flowdrop.conf"
     install -D -m 0644 systemd/flowdrop.tmpfiles.conf "$ROOT/etc/tmpfiles.d/flowdrop.conf"
@@ -208,6 +211,7 @@ if [ "$SYSTEMD" = 1 ]; then
     else
         echo "  - systemctl enable --now flowdrop"
     fi
+    echo "  - systemctl enable --now flowdrop-prune.timer   # daily retention (retain_* in the config)"
     echo "  - systemctl status flowdrop; journalctl -u flowdrop -e"
     echo "  - flowdrop doctor --config /etc/flowdrop/flowdrop.yaml   (as $PREFIX/bin/flowdrop)"
 else

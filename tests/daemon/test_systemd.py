@@ -30,12 +30,16 @@ def _directives(text: str) -> dict[str, list[str]]:
     return found
 
 
-def _local_unit(tmp_path: Path) -> Path:
+PRUNE_SERVICE = ROOT / "systemd" / "flowdrop-prune.service"
+PRUNE_TIMER = ROOT / "systemd" / "flowdrop-prune.timer"
+
+
+def _local_unit(tmp_path: Path, unit: Path = UNIT) -> Path:
     flowdrop = Path(sys.executable).parent / "flowdrop"
-    text = UNIT.read_text().replace("/opt/flowdrop/bin/flowdrop", str(flowdrop))
-    unit = tmp_path / "flowdrop.service"
-    unit.write_text(text)
-    return unit
+    text = unit.read_text().replace("/opt/flowdrop/bin/flowdrop", str(flowdrop))
+    local = tmp_path / unit.name
+    local.write_text(text)
+    return local
 
 
 @pytest.fixture
@@ -114,3 +118,44 @@ def test_tmpfiles_entry_creates_every_configured_root() -> None:
         settings.telemetry_root,
     ):
         assert str(path) in created
+
+
+def test_tmpfiles_entry_ages_nothing_behind_flowdrops_back() -> None:
+    """No Age on any line: systemd-tmpfiles --clean knows nothing of runs in flight or bundles."""
+    lines = (ROOT / "systemd" / "flowdrop.tmpfiles.conf").read_text().splitlines()
+    entries = [line.split() for line in lines if line.strip() and not line.startswith("#")]
+    assert entries
+    assert [fields[1] for fields in entries if fields[5:] != ["-"]] == []
+
+
+def test_prune_units_pass_systemd_analyze_verify(tmp_path: Path, analyze: str) -> None:
+    """flowdrop-prune.service and its daily timer are accepted by `systemd-analyze verify`."""
+    service = _local_unit(tmp_path, PRUNE_SERVICE)
+    timer = _local_unit(tmp_path, PRUNE_TIMER)
+    done = subprocess.run(
+        [analyze, "verify", str(service), str(timer)], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert "flowdrop-prune" not in done.stderr, done.stderr
+
+
+def test_prune_unit_runs_prune_in_the_daemons_sandbox() -> None:
+    """Same user, same writable paths and sandbox as the daemon; daily, catching up missed runs."""
+    daemon, service = _directives(UNIT.read_text()), _directives(PRUNE_SERVICE.read_text())
+    assert service["Type"] == ["oneshot"]
+    assert service["ExecStart"] == [
+        "/opt/flowdrop/bin/flowdrop prune --config /etc/flowdrop/flowdrop.yaml"
+    ]
+    for key in ("User", "Group", "ReadWritePaths", "ProtectSystem", "PrivateNetwork"):
+        assert service[key] == daemon[key], key
+    assert service["SystemCallFilter"] == daemon["SystemCallFilter"]
+    timer = _directives(PRUNE_TIMER.read_text())
+    assert timer["OnCalendar"] == ["daily"]
+    assert timer["Persistent"] == ["true"]
+
+
+def test_example_config_sets_the_retention_ages() -> None:
+    settings = load_settings(ROOT / "systemd" / "flowdrop.yaml", env={})
+    day = 86_400
+    assert (settings.retain_done, settings.retain_outbox) == (30 * day, 30 * day)
+    assert (settings.retain_quarantine, settings.retain_runs) == (90 * day, 30 * day)

@@ -141,7 +141,13 @@ def test_bundle_holds_every_wheel_runtime_extras_systemd_docs_and_install_sh(
     info = json.loads((bundle.directory / "BUNDLE.json").read_text())
     assert info["extras"] == extras
     assert info["version"] == project["version"]
-    for name in ("flowdrop.service", "flowdrop.sysusers.conf", "flowdrop.tmpfiles.conf"):
+    for name in (
+        "flowdrop.service",
+        "flowdrop-prune.service",
+        "flowdrop-prune.timer",
+        "flowdrop.sysusers.conf",
+        "flowdrop.tmpfiles.conf",
+    ):
         assert (bundle.directory / "systemd" / name).is_file()
     assert (bundle.directory / "systemd" / "flowdrop.yaml").is_file()
     assert (bundle.directory / "docs" / "operations.md").is_file()
@@ -304,6 +310,10 @@ def test_systemd_files_are_installed_and_an_existing_config_is_never_overwritten
     assert first.returncode == 0, first.stdout + first.stderr
     unit = (root / "etc/systemd/system/flowdrop.service").read_text()
     assert f"ExecStart={installed}/bin/flowdrop serve --config /etc/flowdrop/flowdrop.yaml" in unit
+    prune_unit = (root / "etc/systemd/system/flowdrop-prune.service").read_text()
+    assert f"ExecStart={installed}/bin/flowdrop prune --config" in prune_unit
+    assert (root / "etc/systemd/system/flowdrop-prune.timer").is_file()
+    assert "systemctl enable --now flowdrop-prune.timer" in first.stdout
     assert (root / "etc/sysusers.d/flowdrop.conf").is_file()
     assert (root / "etc/tmpfiles.d/flowdrop.conf").is_file()
     assert (root / "usr/share/doc/flowdrop/operations.md").is_file()
