@@ -241,6 +241,10 @@ class LazyFS:
         except OSError:
             return "(no log)"
 
+    def current_log(self) -> str:
+        """The log of the current (or last) mount only."""
+        return self.log_tail(200_000).rsplit("===== mount", 1)[-1]
+
     def _report(self, what: str) -> str:
         return (
             f"LazyFS infrastructure failure, not a flowdrop verdict: {what}.\n"
@@ -286,8 +290,8 @@ class LazyFS:
             command += f"::to_rgx={to_rgx}"
         self._command(command)
         deadline = time.monotonic() + 10
-        while "received: VALID crash fault" not in self.log_tail(100_000).rsplit("===== mount", 1)[-1]:
-            if "INVALID crash fault" in self.log_tail(2000):
+        while "received: VALID crash fault" not in self.current_log():
+            if "INVALID crash fault" in self.current_log():
                 raise AssertionError(f"LazyFS refused the fault {command!r}: {self.log_tail()}")
             if time.monotonic() > deadline:
                 raise LazyFSDied(self._report(f"fault {command!r} not acknowledged"))
@@ -301,7 +305,7 @@ class LazyFS:
             code = self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             return False
-        current = self.log_tail(100_000).rsplit("===== mount", 1)[-1]
+        current = self.current_log()
         if code != -9 or "Triggered fault condition" not in current:
             raise LazyFSDied(self._report(f"exited with {code} but no armed fault fired"))
         self.crashes += 1

@@ -253,7 +253,9 @@ class PowerWorld(World):
         # P2: every result ever seen stays, byte for byte (results are written once).
         for name, raw in self.seen_results.items():
             now = _read(self.outbox / name)
-            assert now == raw, f"P2 {when}: result {name} was visible before a cut and is now {now!r}"
+            assert now == raw, (
+                f"P2 {when}: result {name} was visible before a cut and is now {now!r}"
+            )
         if before is not None:
             lost_runs = before.runs - set(runs)
             assert not lost_runs, f"P2 {when}: run directories lost: {sorted(lost_runs)}"

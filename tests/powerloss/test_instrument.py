@@ -69,11 +69,13 @@ def test_a_dead_lazyfs_is_an_infrastructure_failure_with_its_log(
     power_world.configure()
     assert lazyfs.proc is not None
     # A check that fails *because* the mount went away is not a flowdrop verdict.
-    with pytest.raises(LazyFSDied, match="not a flowdrop verdict") as failure:
-        with lazyfs.guard("a listing"):
-            os.kill(lazyfs.proc.pid, signal.SIGKILL)
-            lazyfs.proc.wait(timeout=10)
-            os.listdir(power_world.outbox)
+    with (
+        pytest.raises(LazyFSDied, match="not a flowdrop verdict") as failure,
+        lazyfs.guard("a listing"),
+    ):
+        os.kill(lazyfs.proc.pid, signal.SIGKILL)
+        lazyfs.proc.wait(timeout=10)
+        os.listdir(power_world.outbox)
     assert isinstance(failure.value.__cause__, OSError)
     assert "LazyFS log" in str(failure.value) and "running LazyFS" in str(failure.value)
     # And nothing afterwards passes on the dead mount.
