@@ -32,8 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from flowdrop.core.telemetry.bundle import validate_bundle
 from flowdrop.core.fs.storage import TEMP_PREFIX
+from flowdrop.core.telemetry.bundle import validate_bundle
 from flowdrop.daemon.spool import RESULT_SUFFIX, STATUS_SUFFIX, Spool
 from flowdrop.daemon.submit import drop as submit_drop
 from flowdrop.daemon.testing import DaemonProcess, drop_json, mini_template, read_json
@@ -65,6 +65,7 @@ class Tally:
     in_flight: Counter[str] = field(default_factory=Counter)  # state/phase seen at a cut
     outcomes: Counter[str] = field(default_factory=Counter)
     kinds: Counter[str] = field(default_factory=Counter)
+    debris: int = 0  # crash temporaries found (and swept) at the end
 
 
 class PowerWorld(World):
@@ -326,20 +327,19 @@ class PowerWorld(World):
         ]
         with self.fs.guard("the debris sweep"):
             old = 1_000_000_000
-            for place in places:
-                for path in _listdir(place):
-                    if path.name.startswith(TEMP_PREFIX):
-                        # On the backing directory: LazyFS answers stat from its own cache.
-                        backing = self.fs.root / path.relative_to(self.fs.mnt)
-                        os.utime(backing, (old, old), follow_symlinks=False)
+            debris = [p for place in places for p in _listdir(place) if _is_temp(p)]
+            self.tally.debris += len(debris)
+            if not debris:
+                return
+            for path in debris:
+                # On the backing directory: LazyFS answers stat from its own cache.
+                backing = self.fs.root / path.relative_to(self.fs.mnt)
+                os.utime(backing, (old, old), follow_symlinks=False)
             self.fs.remount()
             daemon = self.start()
             assert daemon.stop() == 0
             left = [
-                f"{place.name}/{p.name}"
-                for place in places
-                for p in _listdir(place)
-                if p.name.startswith(TEMP_PREFIX)
+                f"{p.parent.name}/{p.name}" for pl in places for p in _listdir(pl) if _is_temp(p)
             ]
             assert left == [], f"P5: crash debris not swept: {left}"
 
@@ -382,6 +382,10 @@ def verify_bundle(bundle: Path, key: str) -> None:
     validate_bundle(bundle, key)
     info = json.loads(_read(bundle / "bundle.json") or b"null")
     assert isinstance(info, dict) and info.get("captureKey") == key, f"P1: {key}/bundle.json"
+
+
+def _is_temp(path: Path) -> bool:
+    return path.name.startswith(TEMP_PREFIX)
 
 
 def _read(path: Path) -> bytes | None:

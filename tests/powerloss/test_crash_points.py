@@ -1,0 +1,87 @@
+"""LazyFS crashes on the operations that matter: the filesystem itself dies (un-synced data lost)
+just before or after the rename or fsync of a claim, a status, a result, the ledger, the move to
+``done/``, a run directory publish, a bundle publish, a quarantine; then remount and restart.
+
+    python3 dev.py test tests/powerloss/test_crash_points.py              # every point
+    python3 dev.py test tests/powerloss/test_crash_points.py -k result    # one family
+
+Each point must fire (a point that never fires fails the test: it would prove nothing). The
+results a reader saw before the crash (sampled every 50 ms) must survive it; after the restart
+every request ends exactly once with the outcome it would have had.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import NamedTuple
+
+import pytest
+
+from tests.powerloss.powerworld import PowerWorld, Sampler
+
+pytestmark = pytest.mark.powerloss
+
+ANY = "/"  # for a rename LazyFS only checks to_rgx, as long as from_rgx cannot match "none"
+
+
+class Point(NamedTuple):
+    name: str
+    op: str
+    timing: str
+    from_rgx: str
+    to_rgx: str | None = None
+
+
+POINTS = [
+    Point("claim-rename-before", "rename", "before", ANY, r"/spool/work/[^/]+/r[0-9]+\.json$"),
+    Point("claim-rename-after", "rename", "after", ANY, r"/spool/work/[^/]+/r[0-9]+\.json$"),
+    Point("status-fsync-before", "fsync", "before", r"/outbox/\.tmp-[^/]+\.status\.json\."),
+    Point("status-rename-after", "rename", "after", ANY, r"/outbox/[^/]+\.status\.json$"),
+    Point("result-fsync-after", "fsync", "after", r"/outbox/\.tmp-[^/]+\.result\.json\."),
+    Point("result-rename-before", "rename", "before", ANY, r"/outbox/[^/]+\.result\.json$"),
+    Point("result-rename-after", "rename", "after", ANY, r"/outbox/[^/]+\.result\.json$"),
+    Point("ledger-fsync-before", "fsync", "before", r"/ledger/\.tmp-"),
+    Point("ledger-rename-after", "rename", "after", ANY, r"/state/ledger/[^/]+\.json$"),
+    Point("done-rename-before", "rename", "before", ANY, r"/spool/done/"),
+    Point("done-rename-after", "rename", "after", ANY, r"/spool/done/"),
+    Point("run-fsync-before", "fsync", "before", r"/runs/\.tmp-[^/]+/"),
+    Point("run-rename-before", "rename", "before", ANY, r"/runs/[^/.][^/]*$"),
+    Point("run-rename-after", "rename", "after", ANY, r"/runs/[^/.][^/]*$"),
+    Point("bundle-fsync-before", "fsync", "before", r"/telemetry/\.tmp-[^/]+/"),
+    Point("bundle-rename-before", "rename", "before", ANY, r"/telemetry/[^/.][^/]*$"),
+    Point("bundle-rename-after", "rename", "after", ANY, r"/telemetry/[^/.][^/]*$"),
+    Point("quarantine-reason-rename-after", "rename", "after", ANY, r"\.reason\.json$"),
+    Point("quarantine-rename-before", "rename", "before", ANY, r"/quarantine/r[0-9]+\.json$"),
+    Point("quarantine-rename-after", "rename", "after", ANY, r"/quarantine/r[0-9]+\.json$"),
+]
+
+# What each point needs to be reached (besides a plain simulation that everything reaches).
+NEEDS = {
+    "bundle": ["telemetry, bundle generated"],
+    "quarantine": ["rejected: invalid_json", "rejected: invalid_request"],
+}
+
+
+@pytest.mark.parametrize("point", POINTS, ids=[p.name for p in POINTS])
+def test_lazyfs_crash_at(power_world: PowerWorld, point: Point) -> None:
+    world = power_world
+    fs = world.fs
+    world.configure(workers=1)
+    world.start()
+    fs.arm_crash(point.op, point.timing, point.from_rgx, point.to_rgx)
+    rng = random.Random(point.name)
+    family = point.name.split("-", 1)[0]
+    kinds = [*NEEDS.get(family, []), "simulation", "telemetry, bundle generated"]
+    with Sampler(world):
+        for kind in kinds:
+            world.drop_kind(kind, rng)
+        fired = fs.wait_crashed(timeout=30)
+    assert fired, f"the crash at {point.name} never fired: the point is not reached"
+    world.kill_daemons()
+    fs.remount()
+    world.after_cut(None, f"after a LazyFS crash at {point.name}")
+    world.start()
+    world.wait_settled(timeout=60)
+    assert world.daemons[-1].stop() == 0
+    world.final_check()
+    world.sweep_check()
