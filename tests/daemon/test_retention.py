@@ -19,10 +19,11 @@ from typing import Any
 import pytest
 
 from flowdrop.core.errors import ErrorCode
+from flowdrop.core.fs.locking import try_flock
 from flowdrop.daemon import retention
 from flowdrop.daemon.config import DAY, ConfigError, Settings, load_settings, parse_duration
 from flowdrop.daemon.retention import Area, Reason, prune
-from flowdrop.daemon.spool import Spool, try_flock
+from flowdrop.daemon.spool import Spool
 
 NOW = time.time() + 100 * DAY
 

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from flowdrop.core.errors import ErrorBody, ErrorCode, FlowdropError
+from flowdrop.core.fs.locking import try_flock
 from flowdrop.core.fs.storage import TEMP_PREFIX, fsync_dir
 from flowdrop.core.telemetry.bundle import BUNDLE_JSON, read_bundle_json
 from flowdrop.daemon.config import DAY, Settings, format_duration
@@ -46,7 +47,6 @@ from flowdrop.daemon.spool import (
     STATUS_SUFFIX,
     Spool,
     is_temp_name,
-    try_flock,
 )
 
 PRUNED_MARK = ".pruned."
