@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
 from flowdrop.core.errors import ErrorBody, ErrorCode, FlowdropError
+from flowdrop.core.hashing import RNG_KIND
 
 SCHEMA_VERSION = 1
 REQUEST_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
@@ -83,7 +84,7 @@ class TelemetrySpec(_Model):
 
 
 class RngSpec(_Model):
-    kind: str = "pcg32"
+    kind: str = RNG_KIND
     seed: Int32
 
 

@@ -19,6 +19,10 @@ from flowdrop.core.numerics import format_shortest
 _SHORT_ESCAPES = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\b": "\\b", "\f": "\\f"}
 _ESCAPED_ASCII = set("<>&'+`\"")
 
+# FlowTime's only RNG and the seed a run records when the request pins none (§11.3).
+RNG_KIND = "pcg32"
+DEFAULT_RNG_SEED = 123
+
 
 def _escape_string(text: str) -> str:
     out: list[str] = ['"']

@@ -28,6 +28,7 @@ import structlog
 from flowdrop.core.contract import Phase, RunRequest, RunResult, State
 from flowdrop.core.errors import ErrorCode, FlowdropError
 from flowdrop.core.fs.failpoints import failpoint
+from flowdrop.core.orchestration.results import error_result
 from flowdrop.daemon.config import Settings
 from flowdrop.daemon.intake import read_claimed
 from flowdrop.daemon.ledger import Entry, Ledger, request_lock
@@ -266,12 +267,10 @@ class RequestHandler:
 
         try:
             result = self.processor(request, request_id, progress)
-        except FlowdropError as exc:
-            result = RunResult.from_error(request_id, exc)
         except Exception as exc:
-            log.exception("processor_crashed", requestId=request_id)
-            msg = f"Internal error while running the request ({type(exc).__name__}); see the daemon log."
-            result = RunResult.from_error(request_id, FlowdropError(ErrorCode.INTERNAL_ERROR, msg))
+            if not isinstance(exc, FlowdropError):
+                log.exception("processor_crashed", requestId=request_id)
+            result = error_result(request_id, exc)
         if result.request_id != request_id:
             result = result.model_copy(update={"request_id": request_id})
         return result

@@ -18,7 +18,7 @@ from flowdrop.core.engine.artifacts import RunInfo, series_id, template_provenan
 from flowdrop.core.engine.compilecache import cached_model as generate_model
 from flowdrop.core.engine.evaluation import Evaluation, evaluate
 from flowdrop.core.engine.runreader import RunData, read_run
-from flowdrop.core.hashing import deterministic_run_id, input_hash
+from flowdrop.core.hashing import DEFAULT_RNG_SEED, RNG_KIND, deterministic_run_id, input_hash
 from flowdrop.core.templating.model import Grid, Model
 from flowdrop.core.templating.template import ParameterSpec, Template, find_template
 from flowdrop.core.templating.templatecache import load_template
@@ -41,8 +41,6 @@ __all__ = [
     "validate_template",
     "write_run",
 ]
-
-DEFAULT_RNG_SEED = 123
 
 
 def validate_template(template: Template, parameters: Mapping[str, Any] | None = None) -> Model:
@@ -71,7 +69,7 @@ def simulate(
     moment = now or datetime.now(UTC)
     seed = DEFAULT_RNG_SEED if rng_seed is None else rng_seed
     hash_value = input_hash(
-        template.id, template.version, "simulation", parameters, {}, "pcg32", seed
+        template.id, template.version, "simulation", parameters, {}, RNG_KIND, seed
     )
     model = generate_model(template, parameters, mode="simulation", now=moment)
     evaluation = evaluate(model)

@@ -20,7 +20,13 @@ from flowdrop.core.engine.evaluation import Evaluation
 from flowdrop.core.engine.graph import compile_document
 from flowdrop.core.engine.invariants import analyze
 from flowdrop.core.errors import ErrorCode, FlowdropError
-from flowdrop.core.hashing import dotnet_json, scenario_hash, sha256_bytes
+from flowdrop.core.hashing import (
+    DEFAULT_RNG_SEED,
+    RNG_KIND,
+    dotnet_json,
+    scenario_hash,
+    sha256_bytes,
+)
 from flowdrop.core.numerics import FloatArray, format_shortest
 from flowdrop.core.templating.model import Model, iso_o
 from flowdrop.core.templating.template import Template
@@ -28,7 +34,6 @@ from flowdrop.core.templating.yamltext import dump
 
 BOM = b"\xef\xbb\xbf"
 ENGINE_VERSION = "0.1.0"
-DEFAULT_SEED = 123
 UNIT = "entities/bin"
 _NODE_FIELDS = (
     "arrivals", "served", "errors", "externalDemand", "queueDepth", "capacity", "attempts",
@@ -153,7 +158,7 @@ def template_provenance(
         "mode": mode,
         "parameters": dict(parameters),
         "inputHash": input_hash,
-        "rng": {"kind": "pcg32", "seed": DEFAULT_SEED if rng_seed is None else rng_seed},
+        "rng": {"kind": RNG_KIND, "seed": DEFAULT_RNG_SEED if rng_seed is None else rng_seed},
         "telemetryBindings": dict(telemetry_bindings or {}),
         "generatedAt": utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z",
         "generator": "flowtime-sim/0.5.0",
@@ -276,7 +281,7 @@ def write_run(
     manifest: dict[str, Any] = {
         "schemaVersion": 1,
         "scenarioHash": scen_hash,
-        "rng": {"kind": "pcg32", "seed": DEFAULT_SEED if rng_seed is None else rng_seed},
+        "rng": {"kind": RNG_KIND, "seed": DEFAULT_RNG_SEED if rng_seed is None else rng_seed},
         "seriesHashes": hashes,
         "eventCount": 0,
         "createdUtc": created,

@@ -12,20 +12,22 @@ from pathlib import Path
 
 from flowdrop.core.contract import CaptureStatus, CaptureSummary, RunWarning
 from flowdrop.core.fs.sandbox import resolve_inside
-from flowdrop.core.orchestration.job import Job
+from flowdrop.core.orchestration.request import RunContext, ValidatedRequest
 from flowdrop.core.orchestration.roots import run_warnings
 from flowdrop.core.telemetry.bundle import MANIFEST_JSON, BundleInfo, read_bundle_json
 
 PROVENANCE_MISMATCH = "capture_provenance_mismatch"
 
 
-def reused_capture(job: Job, key: str, bundle_dir: Path, reason: str) -> CaptureSummary:
+def reused_capture(
+    req: ValidatedRequest, ctx: RunContext, key: str, bundle_dir: Path, reason: str
+) -> CaptureSummary:
     """The ``reused`` capture summary of the bundle in ``bundle_dir`` (logged)."""
     info = read_bundle_json(bundle_dir, key)
     warnings = _manifest_warnings(bundle_dir)
     if info is not None:
-        warnings.extend(_provenance_mismatch(job, info))
-    job.log.info("autocapture_reused", sourceRunId=info.source_run_id if info else None)
+        warnings.extend(_provenance_mismatch(req, info))
+    ctx.log.info("autocapture_reused", sourceRunId=info.source_run_id if info else None)
     return CaptureSummary(
         status=CaptureStatus.REUSED,
         reason=reason,
@@ -46,14 +48,14 @@ def _manifest_warnings(bundle_dir: Path) -> list[RunWarning]:
         return []
 
 
-def _provenance_mismatch(job: Job, info: BundleInfo) -> list[RunWarning]:
-    template = job.template
+def _provenance_mismatch(req: ValidatedRequest, info: BundleInfo) -> list[RunWarning]:
+    template = req.template
     differences = []
     if info.template_id != template.id or info.template_version != template.version:
         differences.append(f"template {info.template_id} {info.template_version}")
-    if info.rng_seed != job.seed:
+    if info.rng_seed != req.seed:
         differences.append(f"rng seed {info.rng_seed}")
-    if info.parameters_hash != job.parameters_hash():
+    if info.parameters_hash != req.parameters_hash:
         differences.append("parameters")
     if not differences:
         return []

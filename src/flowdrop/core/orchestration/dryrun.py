@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from flowdrop.core.contract import CaptureStatus, CaptureSummary, Mode, RunPlan, RunResult, State
-from flowdrop.core.orchestration.job import Job
+from flowdrop.core.orchestration.request import ValidatedRequest
 from flowdrop.core.telemetry.bundle import ExpectedGrid, read_bundle_json, validate_bundle
 
 
 def telemetry_plan(
-    job: Job, key: str, bundle_dir: Path, run_id: str | None, must_generate: bool
+    req: ValidatedRequest, key: str, bundle_dir: Path, run_id: str | None, must_generate: bool
 ) -> RunResult:
     """The plan of a telemetry request: generate the bundle, or validate and reuse it."""
     if must_generate:
@@ -28,7 +28,7 @@ def telemetry_plan(
             "publish run",
         ]
     else:
-        grid = job.model.grid
+        grid = req.model.grid
         validate_bundle(
             bundle_dir, key, expected=ExpectedGrid(grid.bins, grid.bin_size, grid.bin_unit)
         )
@@ -40,29 +40,29 @@ def telemetry_plan(
             source_run_id=info.source_run_id if info else None,
         )
         steps = ["validate bundle", "replay telemetry", "publish run"]
-    return plan(job, Mode.TELEMETRY, run_id, capture, steps)
+    return plan(req, Mode.TELEMETRY, run_id, capture, steps)
 
 
 def plan(
-    job: Job, mode: Mode, run_id: str | None, capture: CaptureSummary, steps: list[str]
+    req: ValidatedRequest, mode: Mode, run_id: str | None, capture: CaptureSummary, steps: list[str]
 ) -> RunResult:
     """A succeeded result carrying the :class:`RunPlan` (and whether the run would be reused)."""
     would_reuse = (
         run_id is not None
-        and not job.options.overwrite_existing
+        and not req.options.overwrite_existing
         and capture.status is not CaptureStatus.PENDING
-        and job.store.exists(run_id)
+        and req.store.exists(run_id)
     )
     run_plan = RunPlan(
-        template_id=job.template.id,
-        template_version=job.template.version,
+        template_id=req.template.id,
+        template_version=req.template.version,
         mode=mode,
         run_id=run_id,
         would_reuse_run=would_reuse,
         capture=capture,
         steps=steps,
-        parameters=job.parameters,
+        parameters=dict(req.parameters),
     )
     return RunResult(
-        request_id=job.request_id, state=State.SUCCEEDED, capture=capture, plan=run_plan
+        request_id=req.request_id, state=State.SUCCEEDED, capture=capture, plan=run_plan
     )

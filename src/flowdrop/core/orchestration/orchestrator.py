@@ -5,7 +5,7 @@
 :class:`~flowdrop.core.errors.FlowdropError` alike; only bugs propagate. The work is split by
 concept:
 
-    job.py               validation of the request, input hashes, run ids, provenance, seed rule
+    request.py           the validated request (hashes, run ids, provenance, seed rule), once
     simulationrun.py     the simulation branch (reuse or simulate, staged write)
     autocapture.py       the telemetry branch: the auto-capture state machine and the replay
     bundlereuse.py       a reused bundle's summary and provenance-mismatch warning
@@ -25,9 +25,10 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from flowdrop.core.contract import Mode, Phase, RunRequest, RunResult
-from flowdrop.core.errors import ErrorCode, FlowdropError
+from flowdrop.core.errors import FlowdropError
 from flowdrop.core.orchestration.autocapture import run_telemetry
-from flowdrop.core.orchestration.job import Job, ProgressCallback
+from flowdrop.core.orchestration.request import ProgressCallback, new_context, validate_request
+from flowdrop.core.orchestration.results import error_result
 from flowdrop.core.orchestration.roots import Roots
 from flowdrop.core.orchestration.simulationrun import run_simulation
 
@@ -46,25 +47,20 @@ def orchestrate(
     progress: ProgressCallback | None = None,
     clock: Callable[[], datetime] = _utc_now,
 ) -> RunResult:
-    """Run one request; a :class:`FlowdropError` becomes a failed :class:`RunResult`."""
-    try:
-        job = Job(request, roots, request_id, progress or (lambda _p, _m: None), clock)
-        return _run(job)
-    except FlowdropError as exc:
-        return RunResult.from_error(request_id, exc)
-    except OSError as exc:
-        # An I/O failure the lower layers did not word: never claim success, never show a path.
-        msg = f"Storage error: {exc.strerror or exc.__class__.__name__}."
-        error = FlowdropError(ErrorCode.STORAGE_ERROR, msg, errno=exc.errno)
-        return RunResult.from_error(request_id, error)
+    """Run one request; a :class:`FlowdropError` or an I/O error becomes a failed result.
 
-
-def _run(job: Job) -> RunResult:
+    Only bugs propagate (the daemon turns them into ``internal_error`` with the same helper).
+    """
     started = time.perf_counter()
-    job.progress(Phase.VALIDATING, "Validating request…")
-    with job.timed("validate"):
-        job.validate()
-    simulation = job.request.mode is Mode.SIMULATION
-    result = run_simulation(job) if simulation else run_telemetry(job)
-    job.timings["total"] = time.perf_counter() - started
-    return result.model_copy(update={"timings": dict(job.timings)})
+    ctx = new_context(request, request_id, progress or (lambda _p, _m: None))
+    try:
+        ctx.progress(Phase.VALIDATING, "Validating request…")
+        with ctx.timed("validate"):
+            req = validate_request(request, roots, request_id, clock())
+        ctx.log = ctx.log.bind(templateId=req.template.id)
+        simulation = req.mode is Mode.SIMULATION
+        result = run_simulation(req, ctx) if simulation else run_telemetry(req, ctx)
+    except (FlowdropError, OSError) as exc:
+        return error_result(request_id, exc)
+    ctx.timings["total"] = time.perf_counter() - started
+    return result.model_copy(update={"timings": dict(ctx.timings)})

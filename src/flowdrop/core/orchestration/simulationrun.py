@@ -3,60 +3,61 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from flowdrop.core import engine
 from flowdrop.core.contract import CaptureStatus, CaptureSummary, Mode, Phase, RunResult, RunSummary
 from flowdrop.core.orchestration.dryrun import plan
-from flowdrop.core.orchestration.job import Job
+from flowdrop.core.orchestration.request import RunContext, RunTarget, ValidatedRequest
 from flowdrop.core.orchestration.results import succeeded
 
 
-def run_simulation(job: Job) -> RunResult:
+def run_simulation(req: ValidatedRequest, ctx: RunContext) -> RunResult:
     """Seed rule, run id, dry-run plan, reuse of an existing run, or a fresh simulation."""
-    if job.template.declares_rng:
-        job.require_seed("it is simulated")
-    input_hash = job.input_hash(Mode.SIMULATION, job.parameters, {})
-    run_id = job.target_run_id(input_hash)
+    if req.template.declares_rng:
+        req.require_seed("it is simulated")
+    run_id = req.target.run_id
     if run_id is not None:
-        job.store.path(run_id)  # sandbox check before anything is written
+        req.store.path(run_id)  # sandbox check before anything is written
     capture = CaptureSummary(
         status=CaptureStatus.NOT_REQUIRED, reason="Simulation runs use no telemetry bundle."
     )
-    if job.options.dry_run:
-        return plan(job, Mode.SIMULATION, run_id, capture, ["simulate", "publish run"])
-    if run_id is not None and not job.options.overwrite_existing:
-        summary = job.store.reuse(run_id, Mode.SIMULATION, job.template)
+    if req.options.dry_run:
+        return plan(req, Mode.SIMULATION, run_id, capture, ["simulate", "publish run"])
+    if run_id is not None and not req.options.overwrite_existing:
+        summary = req.store.reuse(run_id, Mode.SIMULATION, req.template)
         if summary is not None:
-            return succeeded(job.request_id, summary, capture)
-    job.progress(Phase.SIMULATING, "Simulating template…")
-    with job.timed("simulate"):
-        summary = write_simulation(job, run_id or job.fresh_run_id(), input_hash)
-    return succeeded(job.request_id, summary, capture)
+            return succeeded(req.request_id, summary, capture)
+    ctx.progress(Phase.SIMULATING, "Simulating template…")
+    with ctx.timed("simulate"):
+        summary = write_simulation(req, req.target, req.run_id)
+    return succeeded(req.request_id, summary, capture)
 
 
-def write_simulation(job: Job, run_id: str, input_hash: str) -> RunSummary:
+def write_simulation(req: ValidatedRequest, target: RunTarget, run_id: str) -> RunSummary:
     """Simulate the request's parameters into a staged run directory published as ``run_id``."""
-    provenance = job.provenance(Mode.SIMULATION, job.parameters, input_hash)
-    now = job.clock()
+    # A simulation request's validated model is the one to run; a telemetry request needs the
+    # simulation-mode model of its source run, generated here once.
+    model = (
+        req.model
+        if req.mode is Mode.SIMULATION
+        else engine.generate_model(req.template, req.parameters, mode="simulation", now=req.now)
+    )
 
-    def write(out_dir: Path) -> Any:
-        model = engine.generate_model(job.template, job.parameters, mode="simulation", now=now)
-        evaluation = engine.evaluate(model)
+    def write(out_dir: Path) -> engine.RunInfo:
         return engine.write_run(
             model,
-            evaluation,
+            engine.evaluate(model),
             out_dir,
             run_id=run_id,
-            template=job.template,
-            parameters=job.parameters,
+            template=req.template,
+            parameters=req.parameters,
             mode="simulation",
-            rng_seed=job.rng_seed,
-            input_hash=input_hash,
-            provenance=provenance,
-            now=now,
+            rng_seed=req.rng_seed,
+            input_hash=target.input_hash,
+            provenance=dict(target.provenance),
+            now=req.now,
         )
 
-    return job.store.write(
-        run_id, Mode.SIMULATION, job.template, write, replace=job.options.overwrite_existing
+    return req.store.write(
+        run_id, Mode.SIMULATION, req.template, write, replace=req.options.overwrite_existing
     )

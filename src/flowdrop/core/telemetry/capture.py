@@ -28,7 +28,7 @@ import yaml
 from flowdrop.core.errors import ErrorCode, FlowdropError
 from flowdrop.core.hashing import dotnet_json, sha256_bytes
 from flowdrop.core.telemetry.bindings import DEFAULT_CLASS, METRICS, CapturedFile, derive_bindings
-from flowdrop.core.telemetry.manifest import CaptureWarning, build_manifest, format_utc
+from flowdrop.core.telemetry.manifest import CaptureWarning, build_manifest
 from flowdrop.core.telemetry.seriescsv import (
     CSV_HEADER,
     GapHandling,
@@ -51,7 +51,6 @@ __all__ = [
     "build_manifest",
     "capture_run",
     "derive_bindings",
-    "format_utc",
     "read_series_csv",
     "render_csv",
 ]

@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from flowdrop.core.telemetry.bindings import DEFAULT_CLASS, CapturedFile
+from flowdrop.core.templating.model import iso_o
 
 _UNIT_MINUTES = {"minutes": 1, "hours": 60, "days": 1440}
 
@@ -35,11 +36,6 @@ class CaptureWarning:
         return out
 
 
-def format_utc(moment: datetime) -> str:
-    """ISO-8601 round-trip UTC with 7 fractional digits and ``Z`` (.NET ``"o"``)."""
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%f") + "0Z"
-
-
 def build_manifest(
     run_json: Mapping[str, Any],
     index: Mapping[str, Any],
@@ -59,7 +55,7 @@ def build_manifest(
     assert isinstance(spec_grid, dict)
     start = spec_grid.get("start") or spec_grid.get("startTimeUtc")
     if start is not None:
-        window["startTimeUtc"] = start if isinstance(start, str) else format_utc(start)
+        window["startTimeUtc"] = start if isinstance(start, str) else iso_o(start)
     if unit.lower() in _UNIT_MINUTES:
         window["durationMinutes"] = bins * bin_size * _UNIT_MINUTES[unit.lower()]
     provenance: dict[str, Any] = {
@@ -68,7 +64,7 @@ def build_manifest(
     }
     if run_json.get("modelHash"):
         provenance["modelHash"] = run_json["modelHash"]
-    provenance["capturedAtUtc"] = format_utc(now)
+    provenance["capturedAtUtc"] = iso_o(now)
     captured = list(dict.fromkeys(f.class_id for f in files if f.class_id != DEFAULT_CLASS))
     declared = _declared_classes(spec)
     manifest: dict[str, Any] = {"schemaVersion": 2, "window": window}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from flowdrop.core.hashing import RNG_KIND
 from flowdrop.core.templating.diagnostics import invalid, is_number, text
 
 SEMANTIC_SERIES = (
@@ -220,7 +221,7 @@ def validate_rng(rng: Any) -> None:
     kind = text(rng.get("kind"))
     if not kind:
         raise invalid("RNG kind is required when rng block is specified.", "rng.kind")
-    if kind.lower() != "pcg32":
-        raise invalid(f"Unsupported RNG kind '{kind}'. Expected 'pcg32'.", "rng.kind", kind)
+    if kind.lower() != RNG_KIND:
+        raise invalid(f"Unsupported RNG kind '{kind}'. Expected '{RNG_KIND}'.", "rng.kind", kind)
     if not text(rng.get("seed")):
         raise invalid("RNG seed is required when rng block is specified.", "rng.seed")
