@@ -22,7 +22,10 @@ from flowdrop.core.errors import ErrorCode
 from flowdrop.core.fs.locking import try_flock
 from flowdrop.daemon import retention
 from flowdrop.daemon.config import DAY, ConfigError, Settings, load_settings, parse_duration
-from flowdrop.daemon.retention import Area, Reason, prune
+from flowdrop.daemon.inflight import InFlight
+from flowdrop.daemon.prunereport import Area, PruneReport, Reason
+from flowdrop.daemon.retention import prune
+from flowdrop.daemon.runguard import runs_in_use
 from flowdrop.daemon.spool import Spool
 
 NOW = time.time() + 100 * DAY
@@ -161,7 +164,7 @@ def world(tmp_path: Path) -> World:
     return w
 
 
-def _reasons(report: retention.PruneReport) -> dict[str, str]:
+def _reasons(report: PruneReport) -> dict[str, str]:
     return {f"{d.area.value}/{d.name}": d.reason.value for d in report.decisions}
 
 
@@ -279,12 +282,12 @@ def test_an_unreadable_request_in_flight_keeps_every_run(world: World) -> None:
     assert (world.runs / "run_a_orphan").is_dir()
 
 
-def _after_rename(hook: Callable[[], None]) -> Callable[..., retention.InFlight]:
+def _after_rename(hook: Callable[[], None]) -> Callable[..., InFlight]:
     """Wrap scan_in_flight: run ``hook`` once, the first time a run has been renamed aside."""
     real = retention.scan_in_flight
     fired: list[bool] = []
 
-    def scan(spool: Spool, cache: Any) -> retention.InFlight:
+    def scan(spool: Spool, cache: Any) -> InFlight:
         runs = Path(spool.root).parent / "runs"
         if not fired and list(runs.glob(".tmp-run_a_orphan.pruned.*")):
             fired.append(True)
@@ -445,3 +448,15 @@ def test_prune_command_refuses_a_bad_age_with_exit_2(world: World) -> None:
         "usage_error: --older-than: 'soon' is not a duration: use e.g. 30d, 12h, 90m, 45s, 2w "
         "or never\n"
     )
+
+
+def test_runs_of_a_template_whose_request_is_running_are_kept(world: World) -> None:
+    """The daemon holds the run guard of template 'a' (a request of it runs): none is renamed."""
+    with runs_in_use(world.spool, "a"):
+        report = prune(world.settings, now=NOW)
+    decision = next(d for d in report.decisions if d.name == "run_a_orphan")
+    assert (decision.reason, decision.detail) == (
+        Reason.IN_FLIGHT,
+        "a request of template 'a' is running (run guard held)",
+    )
+    assert (world.runs / "run_a_orphan").is_dir()

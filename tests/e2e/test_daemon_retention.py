@@ -14,7 +14,8 @@ import time
 from pathlib import Path
 
 from flowdrop.daemon.config import load_settings
-from flowdrop.daemon.retention import Area, PruneReport, Reason, prune
+from flowdrop.daemon.prunereport import Area, PruneReport, Reason
+from flowdrop.daemon.retention import prune
 from flowdrop.daemon.testing import (
     DaemonProcess,
     drop_json,

@@ -221,7 +221,8 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 def cmd_prune(args: argparse.Namespace) -> int:
     from flowdrop.daemon.config import parse_duration
-    from flowdrop.daemon.retention import describe, prune
+    from flowdrop.daemon.prunereport import describe
+    from flowdrop.daemon.retention import prune
 
     older_than = None
     if args.older_than is not None:

@@ -32,6 +32,7 @@ from flowdrop.core.orchestration.results import error_result
 from flowdrop.daemon.config import Settings
 from flowdrop.daemon.intake import read_claimed
 from flowdrop.daemon.ledger import Entry, Ledger, request_lock
+from flowdrop.daemon.runguard import runs_in_use
 from flowdrop.daemon.spool import (
     Outbox,
     Scrubber,
@@ -265,12 +266,14 @@ class RequestHandler:
             except (FlowdropError, ValueError) as exc:
                 log.warning("status_write_failed", requestId=request_id, error=str(exc))
 
-        try:
-            result = self.processor(request, request_id, progress)
-        except Exception as exc:
-            if not isinstance(exc, FlowdropError):
-                log.exception("processor_crashed", requestId=request_id)
-            result = error_result(request_id, exc)
+        # While it runs, `flowdrop prune` leaves the runs of its template alone (runguard.py).
+        with runs_in_use(self.spool, request.template_id):
+            try:
+                result = self.processor(request, request_id, progress)
+            except Exception as exc:
+                if not isinstance(exc, FlowdropError):
+                    log.exception("processor_crashed", requestId=request_id)
+                result = error_result(request_id, exc)
         if result.request_id != request_id:
             result = result.model_copy(update={"request_id": request_id})
         return result

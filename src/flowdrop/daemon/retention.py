@@ -15,10 +15,11 @@ it has outlived its limit (``retain_*`` config keys, or one ``--older-than`` for
 Age is measured from the later of a file's mtime and ctime (a rename into ``done/`` or the
 quarantine updates the ctime), so a file is never older than the moment it was filed.
 
-Racing a running daemon: run directories are first renamed aside (``.tmp-<runId>.pruned.*``,
-crash debris the daemon sweeps), then the spool is read again — requests in flight and results
-written since the prune started — and any run that became needed is renamed back before the
-rest is deleted. One prune runs at a time (``state/locks/prune.lock``). Bundles and the
+Racing a running daemon: a run is renamed aside (``.tmp-<runId>.pruned.*``, crash debris the
+daemon sweeps) only while its template's run guard is free (:mod:`flowdrop.daemon.runguard`: no
+request of that template is running) and the spool shows no request that may use it; then the
+spool is read again — requests in flight and results written since the prune started — and any
+run that became needed is renamed back before the rest is deleted. One prune runs at a time (``state/locks/prune.lock``). Bundles and the
 idempotency ledger (``state/ledger/``) are never pruned.
 """
 
@@ -30,9 +31,6 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -40,212 +38,20 @@ from flowdrop.core.errors import ErrorBody, ErrorCode, FlowdropError
 from flowdrop.core.fs.locking import try_flock
 from flowdrop.core.fs.storage import TEMP_PREFIX, fsync_dir
 from flowdrop.core.telemetry.bundle import BUNDLE_JSON, read_bundle_json
-from flowdrop.daemon.config import DAY, Settings, format_duration
-from flowdrop.daemon.spool import (
-    REASON_SUFFIX,
-    RESULT_SUFFIX,
-    STATUS_SUFFIX,
-    Spool,
-    is_temp_name,
+from flowdrop.daemon.config import Settings, format_duration
+from flowdrop.daemon.inflight import InFlight, RequestCache, entries, scan_in_flight
+from flowdrop.daemon.prunereport import (
+    Area,
+    Decision,
+    Limits,
+    PruneReport,
+    Reason,
+    age_text,
 )
+from flowdrop.daemon.runguard import try_exclusive
+from flowdrop.daemon.spool import REASON_SUFFIX, RESULT_SUFFIX, STATUS_SUFFIX, Spool
 
 PRUNED_MARK = ".pruned."
-
-
-def _age_text(seconds: float) -> str:
-    if seconds >= 2 * DAY:
-        return f"{seconds / DAY:.0f}d"
-    if seconds >= 2 * 3600:
-        return f"{seconds / 3600:.0f}h"
-    if seconds >= 120:
-        return f"{seconds / 60:.0f}m"
-    return f"{seconds:.0f}s"
-
-
-class Area(StrEnum):
-    DONE = "done"
-    OUTBOX = "outbox"
-    QUARANTINE = "quarantine"
-    RUNS = "runs"
-
-
-class Reason(StrEnum):
-    """Why an entry was removed or kept (stable: part of ``prune --json``)."""
-
-    EXPIRED = "expired"
-    YOUNG = "younger_than_limit"
-    NEVER = "retention_disabled"
-    IN_FLIGHT = "in_flight"
-    BUNDLE_SOURCE = "bundle_source"
-    RECENT_RESULT = "named_by_recent_result"
-    UNCERTAIN = "cannot_tell"
-    NOT_A_RUN = "not_a_run"
-    VANISHED = "vanished"
-    FAILED = "remove_failed"
-
-
-@dataclass(frozen=True)
-class Limits:
-    """Maximum ages in seconds; ``None`` keeps an area forever."""
-
-    done: float | None
-    outbox: float | None
-    quarantine: float | None
-    runs: float | None
-
-    @classmethod
-    def from_settings(cls, settings: Settings, older_than: float | None = None) -> Limits:
-        if older_than is not None:
-            return cls(older_than, older_than, older_than, older_than)
-        return cls(
-            settings.retain_done,
-            settings.retain_outbox,
-            settings.retain_quarantine,
-            settings.retain_runs,
-        )
-
-    def of(self, area: Area) -> float | None:
-        return {
-            Area.DONE: self.done,
-            Area.OUTBOX: self.outbox,
-            Area.QUARANTINE: self.quarantine,
-            Area.RUNS: self.runs,
-        }[area]
-
-
-@dataclass(frozen=True)
-class Decision:
-    """One entry (a file pair, a request file or a run directory) and what happened to it."""
-
-    area: Area
-    name: str  # the request id, file name or run id
-    removed: bool
-    reason: Reason
-    detail: str
-    age_seconds: float
-    files: tuple[str, ...] = ()  # paths relative to the area's directory
-    size_bytes: int = 0
-    error: ErrorBody | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "area": self.area.value,
-            "name": self.name,
-            "action": "removed" if self.removed else "kept",
-            "reason": self.reason.value,
-            "detail": self.detail,
-            "ageSeconds": round(self.age_seconds, 1),
-            "files": list(self.files),
-            "sizeBytes": self.size_bytes,
-            "error": None if self.error is None else self.error.model_dump(mode="json"),
-        }
-
-
-@dataclass
-class PruneReport:
-    limits: Limits
-    dry_run: bool
-    decisions: list[Decision] = field(default_factory=list)
-    errors: list[ErrorBody] = field(default_factory=list)
-
-    def removed(self, area: Area | None = None) -> list[Decision]:
-        return [d for d in self.decisions if d.removed and area in (None, d.area)]
-
-    def kept(self, area: Area | None = None) -> list[Decision]:
-        return [d for d in self.decisions if not d.removed and area in (None, d.area)]
-
-    @property
-    def ok(self) -> bool:
-        return not self.errors and all(d.error is None for d in self.decisions)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "schemaVersion": 1,
-            "dryRun": self.dry_run,
-            "limits": {a.value: self.limits.of(a) for a in Area},
-            "removed": len(self.removed()),
-            "kept": len(self.kept()),
-            "freedBytes": sum(d.size_bytes for d in self.removed()),
-            "decisions": [d.to_json() for d in self.decisions],
-            "errors": [e.model_dump(mode="json") for e in self.errors],
-        }
-
-
-# --- what is in flight ---------------------------------------------------------------------
-
-
-@dataclass
-class InFlight:
-    """Requests in ``inbox/`` and ``work/*/``: the ids, templates and run ids they may touch."""
-
-    request_ids: set[str] = field(default_factory=set)
-    template_ids: set[str] = field(default_factory=set)
-    run_ids: set[str] = field(default_factory=set)
-    unreadable: list[str] = field(default_factory=list)  # spool-relative names
-
-    def protects(self, run_id: str, template_id: str | None) -> str | None:
-        """Why a request in flight may need this run, or None."""
-        if run_id in self.run_ids:
-            return "a request in flight names it in options.runId"
-        if template_id is not None and template_id in self.template_ids:
-            return f"a request in flight runs template '{template_id}' (it may reuse this run)"
-        if template_id is None and (self.template_ids or self.run_ids):
-            return "its template is unknown and requests are in flight"
-        return None
-
-
-class _RequestCache:
-    """Parsed request files by (path, size, mtime): re-reading the spool stays cheap."""
-
-    def __init__(self, max_bytes: int) -> None:
-        self.max_bytes = max_bytes
-        self._seen: dict[tuple[str, int, int], Any] = {}
-
-    def read(self, path: Path, info: os.stat_result) -> Any:
-        key = (str(path), info.st_size, info.st_mtime_ns)
-        if key not in self._seen:
-            document: Any = None
-            if info.st_size <= self.max_bytes:
-                with contextlib.suppress(OSError, ValueError), path.open("rb") as handle:
-                    document = json.loads(handle.read(self.max_bytes + 1))
-            self._seen[key] = document
-        return self._seen[key]
-
-
-def _entries(directory: Path) -> Iterator[os.DirEntry[str]]:
-    try:
-        with os.scandir(directory) as found:
-            yield from found
-    except OSError:
-        return
-
-
-def scan_in_flight(spool: Spool, cache: _RequestCache) -> InFlight:
-    found = InFlight()
-    directories = [spool.inbox, *(Path(e.path) for e in _entries(spool.work_root) if e.is_dir())]
-    for directory in directories:
-        for entry in _entries(directory):
-            if is_temp_name(entry.name):
-                continue
-            try:
-                info = entry.stat(follow_symlinks=False)
-            except OSError:
-                continue  # claimed or finished meanwhile
-            if not entry.is_file(follow_symlinks=False):
-                continue  # symlinks and the like are refused unread: they run nothing
-            stem = entry.name.removesuffix(".json")
-            found.request_ids.add(stem)
-            document = cache.read(Path(entry.path), info)
-            if not isinstance(document, dict) or not isinstance(document.get("templateId"), str):
-                found.unreadable.append(str(Path(entry.path).relative_to(spool.root)))
-                continue
-            if isinstance(document.get("requestId"), str):
-                found.request_ids.add(document["requestId"])
-            found.template_ids.add(document["templateId"])
-            options = document.get("options")
-            if isinstance(options, dict) and isinstance(options.get("runId"), str):
-                found.run_ids.add(options["runId"])
-    return found
 
 
 # --- helpers -------------------------------------------------------------------------------
@@ -308,7 +114,7 @@ class Pruner:
         self.dry_run = dry_run
         self.started = time.time()
         self.now = self.started if now is None else now
-        self.cache = _RequestCache(settings.max_request_bytes)
+        self.cache = RequestCache(settings.max_request_bytes)
         self.report = PruneReport(limits, dry_run)
         self._result_stamps: dict[str, tuple[int, int, int]] = {}
 
@@ -341,7 +147,7 @@ class Pruner:
         if limit is None:
             return keep(Reason.NEVER, f"retain_{area.value} is never")
         if age < limit:
-            return keep(Reason.YOUNG, f"{_age_text(age)} old, limit {format_duration(limit)}")
+            return keep(Reason.YOUNG, f"{age_text(age)} old, limit {format_duration(limit)}")
         error = None
         if not self.dry_run:
             for path, _info in present:
@@ -354,7 +160,7 @@ class Pruner:
                     break
             with contextlib.suppress(OSError):
                 fsync_dir(paths[0].parent)
-        detail = f"{_age_text(age)} old, limit {format_duration(limit)}"
+        detail = f"{age_text(age)} old, limit {format_duration(limit)}"
         self.report.decisions.append(
             Decision(
                 area,
@@ -371,14 +177,14 @@ class Pruner:
         return None
 
     def prune_done(self) -> None:
-        for entry in sorted(_entries(self.spool.done), key=lambda e: e.name):
+        for entry in sorted(entries(self.spool.done), key=lambda e: e.name):
             if entry.name.startswith(TEMP_PREFIX) or entry.is_dir(follow_symlinks=False):
                 continue
             self._decide(Area.DONE, entry.name, [Path(entry.path)], self.spool.root)
 
     def prune_outbox(self, in_flight: InFlight) -> None:
         groups: dict[str, list[Path]] = {}
-        for entry in _entries(self.spool.outbox):
+        for entry in entries(self.spool.outbox):
             for suffix in (STATUS_SUFFIX, RESULT_SUFFIX):
                 if entry.name.endswith(suffix) and not entry.name.startswith(TEMP_PREFIX):
                     groups.setdefault(entry.name.removesuffix(suffix), []).append(Path(entry.path))
@@ -392,7 +198,7 @@ class Pruner:
 
     def prune_quarantine(self) -> None:
         groups: dict[str, list[Path]] = {}
-        for entry in _entries(self.spool.quarantine):
+        for entry in entries(self.spool.quarantine):
             if entry.name.startswith(TEMP_PREFIX) or entry.is_dir(follow_symlinks=False):
                 continue
             name = entry.name.removesuffix(REASON_SUFFIX)
@@ -407,7 +213,7 @@ class Pruner:
         sources: dict[str, str] = {}
         unreadable: list[str] = []
         root = self.settings.telemetry_root
-        for entry in sorted(_entries(root), key=lambda e: e.name):
+        for entry in sorted(entries(root), key=lambda e: e.name):
             if entry.name.startswith(".") or not entry.is_dir(follow_symlinks=False):
                 continue
             try:
@@ -426,7 +232,7 @@ class Pruner:
         results written since (new files, or replaced ones: a new inode or ctime).
         """
         named: dict[str, tuple[str, float]] = {}
-        for entry in _entries(self.spool.outbox):
+        for entry in entries(self.spool.outbox):
             if not entry.name.endswith(RESULT_SUFFIX) or entry.name.startswith("."):
                 continue
             try:
@@ -460,7 +266,7 @@ class Pruner:
         named = self.results()
         blocked = [*(f"telemetry/{b}" for b in bad_bundles), *in_flight.unreadable]
         candidates: list[tuple[str, str | None, float, int]] = []
-        for entry in sorted(_entries(root), key=lambda e: e.name):
+        for entry in sorted(entries(root), key=lambda e: e.name):
             if entry.name.startswith(".") or not entry.is_dir(follow_symlinks=False):
                 continue
             run_dir, run_id = Path(entry.path), entry.name
@@ -483,7 +289,7 @@ class Pruner:
                 continue
             if run_id in named and (limit is None or named[run_id][1] < limit):
                 request_id, result_age = named[run_id]
-                detail = f"result of '{request_id}' ({_age_text(result_age)} old) names it"
+                detail = f"result of '{request_id}' ({age_text(result_age)} old) names it"
                 keep(Reason.RECENT_RESULT, detail)
                 continue
             protected = in_flight.protects(run_id, template_id)
@@ -497,12 +303,12 @@ class Pruner:
                 keep(Reason.NEVER, "retain_runs is never")
                 continue
             if age < limit:
-                keep(Reason.YOUNG, f"{_age_text(age)} old, limit {format_duration(limit)}")
+                keep(Reason.YOUNG, f"{age_text(age)} old, limit {format_duration(limit)}")
                 continue
             candidates.append((run_id, template_id, age, _tree_size(run_dir)))
         if self.dry_run:
             for run_id, _template, age, size in candidates:
-                detail = f"{_age_text(age)} old, limit {format_duration(limit)}; nothing names it"
+                detail = f"{age_text(age)} old, limit {format_duration(limit)}; nothing names it"
                 self.report.decisions.append(
                     Decision(Area.RUNS, run_id, True, Reason.EXPIRED, detail, age, (run_id,), size)
                 )
@@ -515,21 +321,9 @@ class Pruner:
         limit = self.limits.runs
         aside: list[tuple[str, str | None, float, int, Path]] = []
         for run_id, template_id, age, size in candidates:
-            # Just before each rename: a request that arrived meanwhile protects its runs.
-            protected = scan_in_flight(self.spool, self.cache).protects(run_id, template_id)
-            if protected is not None:
-                self._kept_run(run_id, Reason.IN_FLIGHT, protected, age)
-                continue
-            temp = root / f"{TEMP_PREFIX}{run_id}{PRUNED_MARK}{uuid.uuid4().hex[:12]}"
-            try:
-                os.rename(root / run_id, temp)
-            except FileNotFoundError:
-                self._kept_run(run_id, Reason.VANISHED, "removed by someone else meanwhile", age)
-                continue
-            except OSError as exc:
-                self._failed_run(run_id, age, _storage_error("rename", run_id, exc))
-                continue
-            aside.append((run_id, template_id, age, size, temp))
+            temp = self._rename_aside(run_id, template_id, age)
+            if temp is not None:
+                aside.append((run_id, template_id, age, size, temp))
         if not aside:
             return
         # Whatever used a run before it was renamed is now in flight or has a fresh result.
@@ -550,12 +344,39 @@ class Pruner:
             except OSError as exc:
                 self._failed_run(run_id, age, _storage_error("remove", run_id, exc))
                 continue
-            detail = f"{_age_text(age)} old, limit {format_duration(limit)}; nothing names it"
+            detail = f"{age_text(age)} old, limit {format_duration(limit)}; nothing names it"
             self.report.decisions.append(
                 Decision(Area.RUNS, run_id, True, Reason.EXPIRED, detail, age, (run_id,), size)
             )
         with contextlib.suppress(OSError):
             fsync_dir(root)
+
+    def _rename_aside(self, run_id: str, template_id: str | None, age: float) -> Path | None:
+        """Rename the run aside unless a request of its template runs or may use it."""
+        guard = (
+            try_exclusive(self.spool, template_id) if template_id else contextlib.nullcontext(True)
+        )
+        with guard as free:
+            if not free:
+                detail = f"a request of template '{template_id}' is running (run guard held)"
+                self._kept_run(run_id, Reason.IN_FLIGHT, detail, age)
+                return None
+            # Under the guard, just before the rename: a request that arrived meanwhile counts.
+            protected = scan_in_flight(self.spool, self.cache).protects(run_id, template_id)
+            if protected is not None:
+                self._kept_run(run_id, Reason.IN_FLIGHT, protected, age)
+                return None
+            root = self.settings.runs_root
+            temp = root / f"{TEMP_PREFIX}{run_id}{PRUNED_MARK}{uuid.uuid4().hex[:12]}"
+            try:
+                os.rename(root / run_id, temp)
+            except FileNotFoundError:
+                self._kept_run(run_id, Reason.VANISHED, "removed by someone else meanwhile", age)
+                return None
+            except OSError as exc:
+                self._failed_run(run_id, age, _storage_error("rename", run_id, exc))
+                return None
+            return temp
 
     def _restore(self, run_id: str, temp: Path) -> None:
         try:
@@ -578,7 +399,7 @@ class Pruner:
 
     def sweep_own_debris(self) -> None:
         """Runs a crashed prune left renamed aside: nobody needed them then; finish the job."""
-        for entry in _entries(self.settings.runs_root):
+        for entry in entries(self.settings.runs_root):
             if entry.name.startswith(TEMP_PREFIX) and PRUNED_MARK in entry.name:
                 shutil.rmtree(entry.path, ignore_errors=True)
 
@@ -617,47 +438,3 @@ def prune(
         pruner.prune_done()
         pruner.prune_quarantine()
     return pruner.report
-
-
-# --- output --------------------------------------------------------------------------------
-
-
-def _human_size(size: int) -> str:
-    if size < 1024:
-        return f"{size} B"
-    scaled = float(size)
-    for unit in ("KiB", "MiB", "GiB"):
-        scaled /= 1024
-        if scaled < 1024 or unit == "GiB":
-            break
-    return f"{scaled:.1f} {unit}"
-
-
-def describe(report: PruneReport, *, verbose: bool = False) -> Iterable[str]:
-    """Lines for people: each removal, each entry kept for a reason, young ones counted."""
-    limits = ", ".join(f"{a.value} {format_duration(report.limits.of(a))}" for a in Area)
-    mode = " (dry run: nothing was removed)" if report.dry_run else ""
-    yield f"flowdrop prune: limits {limits}{mode}"
-    verb = "would remove" if report.dry_run else "removed"
-    for decision in report.decisions:
-        young = decision.reason in {Reason.YOUNG, Reason.NEVER}
-        where = f"{decision.area.value}/{decision.name}"
-        if decision.removed:
-            yield f"  {verb:<12} {where:<48} {decision.detail}"
-        elif decision.error is not None:
-            error = decision.error
-            yield f"  {'error':<12} {where:<48} {error.code.value}: {error.message}"
-        elif verbose or not young:
-            yield f"  {'kept':<12} {where:<48} {decision.detail} ({decision.reason.value})"
-    for area in Area:
-        waiting = [d for d in report.kept(area) if d.reason in {Reason.YOUNG, Reason.NEVER}]
-        if waiting and not verbose:
-            yield f"  {'kept':<12} {len(waiting)} in {area.value}/ younger than the limit (or kept forever)"
-    for error in report.errors:
-        yield f"error: {error.code.value}: {error.message}"
-    freed = sum(d.size_bytes for d in report.removed())
-    failed = sum(d.error is not None for d in report.decisions)
-    yield (
-        f"{verb} {len(report.removed())} ({_human_size(freed)}), kept {len(report.kept())}"
-        + (f", {failed} could not be removed" if failed else "")
-    )

@@ -48,24 +48,25 @@ def lock_path(telemetry_root: Path, capture_key: str) -> Path:
     return resolve_inside(telemetry_root, LOCKS_DIR, f"{capture_key}.lock", field="captureKey")
 
 
-def acquire_flock(path: Path, *, timeout: float | None) -> int | None:
+def acquire_flock(path: Path, *, timeout: float | None, shared: bool = False) -> int | None:
     """Open ``path`` (created if missing, never followed) and ``flock(LOCK_EX)`` it.
 
     ``timeout`` None waits as long as the holder works, 0 tries once, otherwise retries with
     back-off for that many seconds. Returns the held descriptor (release it with
     :func:`release_flock`), or None when the lock stayed busy. I/O errors raise ``OSError``.
     This is the one flock helper of the project: capture locks, request locks and instance
-    locks all go through it.
+    locks all go through it. ``shared`` takes ``LOCK_SH`` instead (many holders, no ``LOCK_EX``).
     """
+    mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
     try:
         if timeout is None:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            fcntl.flock(fd, mode)
             return fd
         started, delay = time.monotonic(), 0.005
         while True:
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(fd, mode | fcntl.LOCK_NB)
                 return fd
             except BlockingIOError:
                 if time.monotonic() - started >= timeout:
