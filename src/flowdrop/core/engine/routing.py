@@ -46,11 +46,3 @@ def route_volumes(
             for cls, values in remaining_classes.items():
                 bucket[cls] = bucket.get(cls, np.zeros(graph.bins)) + values * fraction
     return overrides, {t: c for t, c in override_classes.items() if c}
-
-
-def router_overrides(
-    graph: Graph, series: Mapping[str, FloatArray], classes: Mapping[str, Classes]
-) -> dict[str, FloatArray]:
-    """Override arrays for route targets, computed from the initial evaluation."""
-    overrides, _ = route_volumes(graph, series, classes)
-    return overrides

@@ -161,10 +161,3 @@ def substitute(text: str, values: Mapping[str, Any]) -> str:
             text = text.replace(f'"{token}"', formatted).replace(f"'{token}'", formatted)
         text = text.replace(token, formatted)
     return text
-
-
-def provenance_value(value: Any) -> Any:
-    """Parameter value as recorded in provenance (arrays as lists, scalars unchanged)."""
-    if isinstance(value, tuple):
-        return list(value)
-    return value
