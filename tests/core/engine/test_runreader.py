@@ -64,3 +64,13 @@ def test_missing_run_json(tmp_path: Path) -> None:
     with pytest.raises(FlowdropError) as caught:
         read_run(tmp_path)
     assert caught.value.message == f"Run '{tmp_path.name}' has no run.json."
+
+
+def test_a_bundle_csv_reads_by_bin_with_empty_and_nan_as_nan(tmp_path: Path) -> None:
+    """Capture CSVs (``bin_index,classId,value``) go through the same reader as run series."""
+    path = tmp_path / "x.csv"
+    rows = ["0,DEFAULT,1.5", "1,DEFAULT,", "2,DEFAULT,NaN", "3,DEFAULT,Infinity"]
+    path.write_bytes(("\ufeffbin_index,classId,value\n" + "\n".join(rows) + "\n").encode())
+    values = read_series_csv(path, 4)
+    assert values[0] == 1.5 and values[3] == float("inf")
+    assert values[1] != values[1] and values[2] != values[2]

@@ -15,7 +15,6 @@ from flowdrop.core.telemetry.bundle import (
     ExpectedGrid,
     bundle_exists,
     publish_bundle,
-    read_bundle_csv,
     read_bundle_json,
     stage_bundle,
     validate_bundle,
@@ -156,14 +155,6 @@ class TestValidation:
         manifest["files"][0]["metric"] = "Latency"
         (bundle / "manifest.json").write_text(json.dumps(manifest))
         assert "unknown metric 'Latency'" in _invalid(bundle).message
-
-    def test_read_bundle_csv_values(self, tmp_path: Path) -> None:
-        """Last column; empty and NaN read as NaN."""
-        path = tmp_path / "x.csv"
-        path.write_bytes(_csv(["1.5", "", "NaN", "Infinity"]))
-        values = read_bundle_csv(path)
-        assert values[0] == 1.5 and values[3] == float("inf")
-        assert values[1] != values[1] and values[2] != values[2]
 
 
 class TestBundleJson:

@@ -9,7 +9,7 @@ from pathlib import Path
 from hypothesis import given
 from hypothesis import strategies as st
 
-from flowdrop.core.telemetry.bundle import read_bundle_csv
+from flowdrop.core.engine.runreader import read_series_csv
 from flowdrop.core.telemetry.seriescsv import render_csv
 
 
@@ -32,4 +32,4 @@ def test_capture_csv_round_trips_every_float(values: list[float]) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "x.csv"
         path.write_bytes(render_csv(list(values), "DEFAULT"))
-        assert read_bundle_csv(path) == values
+        assert read_series_csv(path).tolist() == values

@@ -15,7 +15,6 @@ grid against the template's; every problem is ``bundle_invalid`` naming what is 
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -150,23 +149,6 @@ class ExpectedGrid:
 def bundle_exists(bundle_dir: Path) -> bool:
     """A bundle exists when its directory holds a ``manifest.json`` (FlowTime's test)."""
     return (bundle_dir / MANIFEST_JSON).is_file()
-
-
-def read_bundle_csv(path: Path) -> list[float]:
-    """Values of a capture CSV (last column; empty or ``NaN`` -> NaN)."""
-    lines = [line for line in path.read_text(encoding="utf-8-sig").splitlines() if line.strip()]
-    values: list[float] = []
-    for line in lines[1:]:
-        raw = line.rsplit(",", 1)[-1].strip()
-        if raw in ("", "NaN"):
-            values.append(math.nan)
-        elif raw == "Infinity":
-            values.append(math.inf)
-        elif raw == "-Infinity":
-            values.append(-math.inf)
-        else:
-            values.append(float(raw))
-    return values
 
 
 def _manifest(bundle_dir: Path, key: str) -> dict[str, Any]:

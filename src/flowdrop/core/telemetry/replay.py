@@ -24,11 +24,12 @@ from typing import Any
 import numpy as np
 
 from flowdrop.core import engine
+from flowdrop.core.engine.runreader import read_series_csv
 from flowdrop.core.errors import ErrorCode, FlowdropError
 from flowdrop.core.hashing import dotnet_json
 from flowdrop.core.numerics import FloatArray
 from flowdrop.core.telemetry.bindings import DEFAULT_CLASS, METRICS
-from flowdrop.core.telemetry.bundle import BundleManifest, read_bundle_csv
+from flowdrop.core.telemetry.bundle import BundleManifest
 from flowdrop.core.telemetry.manifest import CaptureWarning
 
 _FIELD_BY_METRIC = {metric: field_name for field_name, metric in METRICS.items()}
@@ -73,7 +74,8 @@ def plan_replay(model: engine.Model, bundle_dir: Path, manifest: BundleManifest)
         series = _series_for(model, entry.node_id, entry.metric, entry.path)
         if series is None or series not in node_ids:
             continue
-        values = read_bundle_csv(bundle_dir / entry.path)
+        # validate_bundle checked the header and that there is one row per bin.
+        values = read_series_csv(bundle_dir / entry.path, manifest.bins).tolist()
         if entry.class_id in ("", DEFAULT_CLASS):
             plan.totals[series] = values
         else:
