@@ -141,13 +141,15 @@ fi
 while IFS= read -r name; do unset "$name"; done < <(env | sed -n 's/^\(PIP_[A-Za-z0-9_]*\)=.*/\1/p')
 export PIP_CONFIG_FILE=/dev/null PIP_NO_INDEX=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1
 if ! "$PREFIX/bin/python" -m pip --version >/dev/null 2>&1; then
-    pip_wheel="$(ls wheels/pip-*.whl | head -n 1)"
+    pip_wheels=(wheels/pip-*.whl)
+    pip_wheel="${pip_wheels[0]}"
     say "installing pip from $pip_wheel"
     "$PREFIX/bin/python" "$pip_wheel/pip" install --quiet --no-index --find-links wheels pip
 fi
 requirement="flowdrop==$VERSION"
 [ -z "$EXTRAS" ] || requirement="flowdrop[$EXTRAS]==$VERSION"
-say "installing $requirement and its dependencies from $(ls wheels/*.whl | wc -l) wheels (no index)"
+all_wheels=(wheels/*.whl)
+say "installing $requirement and its dependencies from ${#all_wheels[@]} wheels (no index)"
 "$PREFIX/bin/python" -m pip install --quiet --no-index --find-links "$HERE/wheels" \
     --upgrade --upgrade-strategy eager "$requirement"
 # The bundle's own flowdrop wheel even when a build of the same version is already installed.
