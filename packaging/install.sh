@@ -113,6 +113,15 @@ if [ "$SYSTEMD" = 1 ] && [ "$ROOT" = "" ] && [ "$(id -u)" != 0 ]; then
 fi
 
 # --- 3. the virtual environment -----------------------------------------------------------------
+# Before anything is written: can this user create or change the prefix at all?
+if [ -e "$PREFIX" ]; then
+    [ -w "$PREFIX" ] || die "$PREFIX is not writable by $(id -un): run as root, or choose another --prefix; nothing was installed."
+else
+    parent="$(dirname "$PREFIX")"
+    while [ ! -e "$parent" ]; do parent="$(dirname "$parent")"; done
+    [ -w "$parent" ] || die "cannot create $PREFIX ($parent is not writable by $(id -un)): run as root, or choose another --prefix; nothing was installed."
+fi
+
 PREVIOUS=""
 KEPT=""
 if [ -x "$PREFIX/bin/python" ]; then

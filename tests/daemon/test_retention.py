@@ -460,3 +460,23 @@ def test_runs_of_a_template_whose_request_is_running_are_kept(world: World) -> N
         "a request of template 'a' is running (run guard held)",
     )
     assert (world.runs / "run_a_orphan").is_dir()
+
+
+def test_quarantined_directories_and_symlinks_go_without_following_anything(
+    world: World, tmp_path: Path
+) -> None:
+    """Anything can be quarantined (a dropped directory, a symlink): removed, target untouched."""
+    outside = tmp_path / "outside.txt"
+    outside.write_text("keep me")
+    dropped = world.spool.quarantine / "dir.json"
+    (dropped / "inner").mkdir(parents=True)
+    (dropped / "inner" / "x").write_text("x")
+    world.file(world.spool.quarantine / "dir.json.reason.json")
+    (world.spool.quarantine / "link.json").symlink_to(outside)
+    world.file(world.spool.quarantine / "link.json.reason.json")
+    report = prune(world.settings, now=NOW)
+    assert report.ok, report.to_json()
+    assert _reasons(report)["quarantine/dir.json"] == "expired"
+    assert _reasons(report)["quarantine/link.json"] == "expired"
+    assert not dropped.exists() and not (world.spool.quarantine / "link.json").is_symlink()
+    assert outside.read_text() == "keep me"

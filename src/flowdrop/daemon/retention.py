@@ -29,6 +29,7 @@ import contextlib
 import json
 import os
 import shutil
+import stat
 import time
 import uuid
 from pathlib import Path
@@ -150,9 +151,12 @@ class Pruner:
             return keep(Reason.YOUNG, f"{age_text(age)} old, limit {format_duration(limit)}")
         error = None
         if not self.dry_run:
-            for path, _info in present:
+            for path, info in present:
                 try:
-                    path.unlink()
+                    if stat.S_ISDIR(info.st_mode):  # a directory someone dropped, quarantined
+                        shutil.rmtree(path)
+                    else:
+                        path.unlink()  # a symlink goes, never what it points to
                 except FileNotFoundError:
                     continue
                 except OSError as exc:
@@ -199,7 +203,7 @@ class Pruner:
     def prune_quarantine(self) -> None:
         groups: dict[str, list[Path]] = {}
         for entry in entries(self.spool.quarantine):
-            if entry.name.startswith(TEMP_PREFIX) or entry.is_dir(follow_symlinks=False):
+            if entry.name.startswith(TEMP_PREFIX):
                 continue
             name = entry.name.removesuffix(REASON_SUFFIX)
             groups.setdefault(name, []).append(Path(entry.path))
