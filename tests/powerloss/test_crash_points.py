@@ -18,6 +18,7 @@ from typing import NamedTuple
 import pytest
 
 from tests.powerloss.powerworld import PowerWorld, Sampler
+from tests.reliability.reliability_world import record
 
 pytestmark = pytest.mark.powerloss
 
@@ -85,3 +86,12 @@ def test_lazyfs_crash_at(power_world: PowerWorld, point: Point) -> None:
     assert world.daemons[-1].stop() == 0
     world.final_check()
     world.sweep_check()
+    record(
+        "powerloss_crash_point",
+        {
+            "point": point.name,
+            "requests": len(world.drops),
+            "outcomes": dict(world.tally.outcomes),
+            "debris_swept": world.tally.debris,
+        },
+    )

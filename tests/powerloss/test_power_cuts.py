@@ -5,7 +5,7 @@ remount, check, restart on the same directory; at the end every request ended ex
     python3 dev.py test tests/powerloss/test_power_cuts.py -k capture   # cut mid-capture
 
 ``FLOWDROP_POWERLOSS_SEED`` replays one random schedule; ``FLOWDROP_POWERLOSS_CUTS`` sets how
-many cuts the burst scenario makes (default 10).
+many cuts the burst scenario makes (default 14).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from tests.reliability.reliability_world import record
 
 pytestmark = pytest.mark.powerloss
 
-CUTS = int(os.environ.get("FLOWDROP_POWERLOSS_CUTS", "10"))
+CUTS = int(os.environ.get("FLOWDROP_POWERLOSS_CUTS", "14"))
 
 
 def _seed() -> int:
@@ -100,3 +100,12 @@ def test_cut_while_a_worker_is_mid_capture(power_world: PowerWorld) -> None:
     assert result["capture"]["status"] == "generated", result
     assert (world.telemetry / key / "bundle.json").is_file()
     world.sweep_check()
+    assert world.tally.debris >= 1
+    record(
+        "powerloss_mid_capture",
+        {
+            "requests": len(world.drops),
+            "outcomes": dict(world.tally.outcomes),
+            "debris_swept": world.tally.debris,
+        },
+    )
