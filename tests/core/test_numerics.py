@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from decimal import Decimal
 
 import numpy as np
 import pytest
@@ -117,3 +118,34 @@ def test_convolve_skips_non_finite_samples() -> None:
     """CONV ignores NaN/inf samples instead of propagating them."""
     values = np.array([1.0, math.nan, 3.0])
     assert convolve(values, [1.0, 1.0]).tolist() == [1.0, 1.0, 3.0]
+
+
+def _reference_shortest(x: float) -> str:
+    """The Decimal-based formulation format_shortest replaced (same rules, slower)."""
+    if x != x or x in (float("inf"), float("-inf")) or x == 0.0:
+        return format_shortest(x)  # specials are shared code
+    sign, digit_tuple, exponent = Decimal(repr(x)).normalize().as_tuple()
+    assert isinstance(exponent, int)
+    digits = "".join(str(d) for d in digit_tuple)
+    n, scale, prefix = len(digits), len(digits) + exponent, "-" if sign else ""
+    if scale > max(n, 15) or scale < -3:
+        mantissa = digits[0] + ("." + digits[1:] if n > 1 else "")
+        return f"{prefix}{mantissa}E{'+' if scale - 1 >= 0 else '-'}{abs(scale - 1):02d}"
+    if scale <= 0:
+        return f"{prefix}0.{'0' * -scale}{digits}"
+    if scale >= n:
+        return f"{prefix}{digits}{'0' * (scale - n)}"
+    return f"{prefix}{digits[:scale]}.{digits[scale:]}"
+
+
+@given(st.floats(allow_nan=False, allow_infinity=False))
+def test_format_shortest_matches_the_decimal_formulation(x: float) -> None:
+    assert format_shortest(x) == _reference_shortest(x)
+
+
+@pytest.mark.parametrize(
+    "x", [1e15, 1e16, 999999999999999.9, 1e-4, 9.999e-5, 0.0001, 1.5e-4, 123456789012345678.0]
+)
+def test_format_shortest_matches_the_decimal_formulation_at_the_edges(x: float) -> None:
+    assert format_shortest(x) == _reference_shortest(x)
+    assert format_shortest(-x) == _reference_shortest(-x)

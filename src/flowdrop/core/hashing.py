@@ -24,7 +24,13 @@ RNG_KIND = "pcg32"
 DEFAULT_RNG_SEED = 123
 
 
+# Printable ASCII except what System.Text.Json escapes by default; most strings are all plain.
+_NEEDS_ESCAPE = re.compile(r"[^\x20-\x7e]|[<>&'+`\"\\]")
+
+
 def _escape_string(text: str) -> str:
+    if _NEEDS_ESCAPE.search(text) is None:
+        return f'"{text}"'
     out: list[str] = ['"']
     for ch in text:
         code = ord(ch)

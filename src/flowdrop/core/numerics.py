@@ -9,7 +9,6 @@ arrays of float64 so the evaluator can stay vectorised.
 from __future__ import annotations
 
 import math
-from decimal import Decimal
 
 import numpy as np
 import numpy.typing as npt
@@ -32,15 +31,27 @@ def _special(x: float) -> str | None:
 def format_shortest(x: float) -> str:
     """Format like .NET Core's ``double.ToString()`` ("R"/shortest round-trip, invariant)."""
     x = float(x)
+    text = repr(x)  # Python's repr is the shortest round-trip digit string too
+    if "e" not in text and -1e15 < x < 1e15:
+        # 1e-4 <= |x| < 1e15 or ±0: positional in both, and repr has no trailing zeros but ".0"
+        # (NaN and the infinities fail the comparison).
+        return text[:-2] if text.endswith(".0") else text
     special = _special(x)
     if special is not None:
         return special
-    sign, digit_tuple, exponent = Decimal(repr(x)).normalize().as_tuple()
-    assert isinstance(exponent, int)
-    digits = "".join(str(d) for d in digit_tuple)
+    sign = text.startswith("-")
+    mantissa, _, exp_text = text.lstrip("-").partition("e")
+    whole, _, fraction = mantissa.partition(".")
+    digits = whole + fraction
+    stripped = digits.lstrip("0")
+    # value = 0.d1d2... x 10**scale, as Decimal(repr(x)).normalize() would give it
+    scale = len(whole) - (len(digits) - len(stripped)) + (int(exp_text) if exp_text else 0)
+    digits = stripped.rstrip("0")
+    return _shortest_text("-" if sign else "", digits, scale)
+
+
+def _shortest_text(prefix: str, digits: str, scale: int) -> str:
     n = len(digits)
-    scale = n + exponent  # value = 0.d1d2... x 10**scale
-    prefix = "-" if sign else ""
     if scale > max(n, 15) or scale < -3:
         mantissa = digits[0] + ("." + digits[1:] if n > 1 else "")
         exp = scale - 1

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from flowdrop.core.engine.artifacts import csv_bytes, resolve_series, write_run
 from flowdrop.core.engine.evaluation import evaluate
 from flowdrop.core.engine.runreader import read_series_csv
+from flowdrop.core.numerics import format_shortest
 from flowdrop.core.templating.model import Model
 
 NOW = datetime(2026, 5, 4, 7, 16, 46, 123456, tzinfo=UTC)
@@ -179,3 +180,11 @@ def test_csv_round_trip_is_exact(tmp_path_factory: Any, values: list[float]) -> 
     assert np.array_equal(back, array, equal_nan=True)
     numbers = ~np.isnan(array)
     assert np.array_equal(np.signbit(back[numbers]), np.signbit(array[numbers]))
+
+
+@given(st.lists(st.floats(allow_nan=True, allow_infinity=True), max_size=40))
+def test_csv_bytes_whole_series_path_matches_value_by_value(values: list[float]) -> None:
+    """The C-speed path for all-positional series writes what format_shortest writes."""
+    rows = "".join(f"{t},{format_shortest(v)}\n" for t, v in enumerate(values))
+    expected = b"\xef\xbb\xbf" + ("bin_index,value\n" + rows).encode()
+    assert csv_bytes(np.asarray(values, dtype=np.float64)) == expected

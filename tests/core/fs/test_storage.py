@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from flowdrop.core.errors import ErrorCode, FlowdropError
-from flowdrop.core.fs import failpoints
+from flowdrop.core.fs import failpoints, storage
 from flowdrop.core.fs.storage import (
     TEMP_PREFIX,
     atomic_write_bytes,
@@ -151,3 +151,57 @@ def test_sweep_removes_only_old_temporaries(tmp_path: Path) -> None:
 
 def test_sweep_of_a_missing_directory_removes_nothing(tmp_path: Path) -> None:
     assert sweep_stale_temps(tmp_path / "absent", older_than=60) == []
+
+
+class _CountingLibc:
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def syncfs(self, fd: int) -> int:
+        self.calls += 1
+        return 0
+
+
+def _staged_run(parent: Path, files: int) -> Path:
+    staging = make_staging_dir(parent, "run")
+    (staging / "series").mkdir()
+    for index in range(files):
+        (staging / "series" / f"s{index}.csv").write_bytes(b"bin_index,value\n0,1\n")
+    (staging / "run.json").write_bytes(b"{}")
+    return staging
+
+
+@pytest.mark.parametrize("files", [3, 300])
+def test_a_staged_directory_costs_one_syncfs_and_one_directory_fsync(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, files: int
+) -> None:
+    """The budget does not grow with the number of series files."""
+    libc = _CountingLibc()
+    fsyncs: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(storage, "_libc", libc)
+    monkeypatch.setattr(storage, "filesystem_type", lambda _path: "ext4")
+    monkeypatch.setattr(os, "fsync", lambda fd: (fsyncs.append(fd), real_fsync(fd))[1])
+    publish_dir(_staged_run(tmp_path, files), tmp_path / "run")
+    assert (libc.calls, len(fsyncs)) == (1, 1)
+    assert (tmp_path / "run" / "run.json").read_bytes() == b"{}"
+
+
+def test_on_fuse_every_file_is_fsynced_because_syncfs_is_not_forwarded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    libc = _CountingLibc()
+    fsyncs: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(storage, "_libc", libc)
+    monkeypatch.setattr(storage, "filesystem_type", lambda _path: "fuse.lazyfs")
+    monkeypatch.setattr(os, "fsync", lambda fd: (fsyncs.append(fd), real_fsync(fd))[1])
+    publish_dir(_staged_run(tmp_path, 5), tmp_path / "run")
+    # 6 files + 2 directories of the tree, then the parent directory after the rename.
+    assert (libc.calls, len(fsyncs)) == (0, 9)
+
+
+def test_the_filesystem_type_is_read_from_mountinfo(tmp_path: Path) -> None:
+    if not Path("/proc/self/mountinfo").exists():
+        pytest.skip("no /proc/self/mountinfo")
+    assert storage.filesystem_type(tmp_path) is not None

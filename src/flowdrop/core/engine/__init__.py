@@ -14,7 +14,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from flowdrop.core.engine.artifacts import RunInfo, series_id, template_provenance, write_run
+from flowdrop.core.engine.artifacts import (
+    RenderedRun,
+    RunInfo,
+    render_run,
+    series_id,
+    template_provenance,
+    write_files,
+    write_run,
+)
 from flowdrop.core.engine.compilecache import cached_model as generate_model
 from flowdrop.core.engine.evaluation import Evaluation, evaluate
 from flowdrop.core.engine.runreader import RunData, read_run
@@ -28,6 +36,7 @@ __all__ = [
     "Grid",
     "Model",
     "ParameterSpec",
+    "RenderedRun",
     "RunData",
     "RunInfo",
     "Template",
@@ -36,9 +45,11 @@ __all__ = [
     "generate_model",
     "load_template",
     "read_run",
+    "render_run",
     "series_id",
     "simulate",
     "validate_template",
+    "write_files",
     "write_run",
 ]
 

@@ -1,14 +1,20 @@
 """Durable, atomic filesystem primitives shared by the run writer, the bundle publisher and the spool.
 
-The rule everywhere: write under a temporary name in the destination directory, ``fsync`` the
-file, ``rename`` it over the final name, then ``fsync`` the directory so the rename itself
+The rule everywhere: write under a temporary name in the destination directory, make the data
+durable, ``rename`` it over the final name, then ``fsync`` the directory so the rename itself
 survives a power cut. A reader therefore sees either the old file or the whole new one.
 Any ``OSError`` on the way becomes ``storage_error``; the temporary is removed.
+
+A single file is made durable with ``fsync``. A staged directory (a run, a bundle: dozens of
+files) is made durable with one call whatever its size — ``syncfs(2)`` of its filesystem where
+that is a real flush (:func:`sync_tree`) — then published by one rename and one directory fsync.
+See docs/architecture.md, "Durability".
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import shutil
 import time
@@ -78,6 +84,62 @@ def make_staging_dir(parent: Path, final_name: str) -> Path:
     return staging
 
 
+# Filesystems whose syncfs(2) writes back and flushes every dirty page and inode to stable
+# storage. FUSE is not among them: the kernel forwards syncfs to a FUSE server only for
+# virtiofs, so there (and anywhere unknown) every file is fsynced instead.
+SYNCFS_FILESYSTEMS = frozenset({"ext2", "ext3", "ext4", "xfs", "btrfs", "f2fs", "zfs", "tmpfs"})
+_fs_types: dict[int, str | None] = {}
+_libc: ctypes.CDLL | None = None
+
+
+def filesystem_type(path: Path) -> str | None:
+    """The type of the filesystem holding ``path`` (from /proc/self/mountinfo), or ``None``."""
+    device = os.stat(path).st_dev
+    if device in _fs_types:
+        return _fs_types[device]
+    wanted = f"{os.major(device)}:{os.minor(device)}"
+    found = None
+    with (
+        contextlib.suppress(OSError),
+        open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as handle,
+    ):
+        for line in handle:
+            fields = line.split()
+            if len(fields) > 2 and fields[2] == wanted and " - " in line:
+                found = line.split(" - ", 1)[1].split()[0]
+    _fs_types[device] = found
+    return found
+
+
+def _syncfs(path: Path) -> bool:
+    """One ``syncfs(2)`` of the filesystem holding ``path``; False where it would not be a flush."""
+    global _libc
+    if not hasattr(os, "major") or filesystem_type(path) not in SYNCFS_FILESYSTEMS:
+        return False
+    if _libc is None:
+        _libc = ctypes.CDLL(None, use_errno=True)
+    if not hasattr(_libc, "syncfs"):
+        return False
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        if _libc.syncfs(fd) != 0:  # since Linux 5.8 it reports writeback errors
+            code = ctypes.get_errno()
+            raise OSError(code, os.strerror(code), str(path))
+    finally:
+        os.close(fd)
+    return True
+
+
+def sync_tree(path: Path) -> None:
+    """Make every file and directory under ``path`` durable before it is published.
+
+    One ``syncfs(2)`` where the filesystem flushes on it (the count does not grow with the number
+    of series files); else a batched fsync pass over every file and directory, bottom-up.
+    """
+    if not _syncfs(path):
+        fsync_tree(path)
+
+
 def fsync_tree(path: Path) -> None:
     """fsync every file and directory under ``path`` (bottom-up) before it is published."""
     for current, _dirs, files in os.walk(path, topdown=False):
@@ -100,7 +162,7 @@ def publish_dir(
     existing ``final`` makes this raise ``FileExistsError`` (the caller decides what that means).
     """
     try:
-        fsync_tree(staging)
+        sync_tree(staging)
         if final.exists() and replace:
             aside = final.with_name(f"{TEMP_PREFIX}{final.name}.old.{uuid.uuid4().hex[:12]}")
             os.rename(final, aside)

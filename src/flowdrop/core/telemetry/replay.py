@@ -14,7 +14,6 @@ The caller (:mod:`flowdrop.core.orchestration.autocapture`) has already validate
 from __future__ import annotations
 
 import math
-import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -24,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from flowdrop.core import engine
+from flowdrop.core.engine.artifacts import TELEMETRY_MANIFEST
 from flowdrop.core.engine.runreader import read_series_csv
 from flowdrop.core.errors import ErrorCode, FlowdropError
 from flowdrop.core.hashing import dotnet_json
@@ -151,10 +151,9 @@ def replay_bundle(
     plan = plan_replay(model, bundle_dir, manifest)
     seeded = apply_plan(model, plan)
     evaluation = engine.evaluate(model, class_seeds=seeded)
-    info = engine.write_run(
+    rendered = engine.render_run(
         model,
         evaluation,
-        out_dir,
         run_id=run_id,
         template=template,
         parameters=parameters,
@@ -164,22 +163,29 @@ def replay_bundle(
         provenance=provenance,
         now=now,
     )
-    _copy_bundle(bundle_dir, manifest, out_dir, plan.warnings)
+    _add_bundle(rendered, bundle_dir, manifest, plan.warnings)
+    try:
+        info = engine.write_files(out_dir, rendered)
+    except OSError as exc:
+        msg = f"Could not write the replayed run: {exc.strerror or exc}."
+        raise FlowdropError(ErrorCode.STORAGE_ERROR, msg, errno=exc.errno) from exc
     return info, plan.warnings
 
 
-def _copy_bundle(
-    bundle_dir: Path, manifest: BundleManifest, out_dir: Path, warnings: list[CaptureWarning]
+def _add_bundle(
+    rendered: engine.RenderedRun,
+    bundle_dir: Path,
+    manifest: BundleManifest,
+    warnings: list[CaptureWarning],
 ) -> None:
-    target = out_dir / "model" / "telemetry"
+    """The bundle's CSVs and its manifest (with the replay's warnings) under ``model/telemetry/``;
+    the merged manifest takes the place of the run's own, so it is written once."""
     try:
-        target.mkdir(parents=True, exist_ok=True)
         for name in dict.fromkeys(f.path for f in manifest.files):
-            shutil.copyfile(bundle_dir / name, target / name)
-        merged = dict(manifest.raw)
-        merged["warnings"] = [*manifest.warnings, *(w.to_json() for w in warnings)]
-        text = dotnet_json(merged, indent=True)
-        (target / "telemetry-manifest.json").write_text(text, encoding="utf-8")
+            rendered.files[f"model/telemetry/{name}"] = (bundle_dir / name).read_bytes()
     except OSError as exc:
         msg = f"Could not copy the bundle into the run: {exc.strerror or exc}."
         raise FlowdropError(ErrorCode.STORAGE_ERROR, msg, errno=exc.errno) from exc
+    merged = dict(manifest.raw)
+    merged["warnings"] = [*manifest.warnings, *(w.to_json() for w in warnings)]
+    rendered.files[TELEMETRY_MANIFEST] = dotnet_json(merged, indent=True).encode("utf-8")
