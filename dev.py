@@ -6,7 +6,8 @@
     python3 dev.py lint      # ruff (lint + format check) and mypy --strict on src/
     python3 dev.py wheelhouse  # offline bundle: dist/flowdrop-<version>-offline-<py>-<platform>.tar.gz
 
-The first call creates ``.venv`` and installs flowdrop editable with its dev extras; later calls
+The first call creates ``.venv`` and installs flowdrop editable with its dev and report extras
+(the demo writes a run report, the tests render reports); later calls
 reinstall only when pyproject.toml changed.
 
 ``wheelhouse`` builds flowdrop's own wheel from a clean copy of this checkout, then lets pip
@@ -45,7 +46,7 @@ def _ensure_env() -> None:
     if STAMP.exists() and STAMP.read_text() == wanted:
         return
     subprocess.run(
-        [str(BIN / "python"), "-m", "pip", "install", "--quiet", "-e", f"{ROOT}[dev]"],
+        [str(BIN / "python"), "-m", "pip", "install", "--quiet", "-e", f"{ROOT}[dev,report]"],
         check=True,
     )
     STAMP.write_text(wanted)

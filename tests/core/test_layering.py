@@ -17,7 +17,15 @@ import flowdrop.core
 FORBIDDEN = ("watchdog", "signal", "daemon", "flowdrop.daemon", "argparse")
 CORE = Path(flowdrop.core.__file__).parent
 # Lower rank imports nothing of a higher one; equal ranks (other than 0) do not import each other.
-RANKS = {"": 0, "fs": 1, "templating": 1, "engine": 2, "telemetry": 3, "orchestration": 4}
+RANKS = {
+    "": 0,
+    "fs": 1,
+    "templating": 1,
+    "engine": 2,
+    "telemetry": 3,
+    "report": 4,
+    "orchestration": 5,
+}
 MAX_LOOSE = 6
 
 

@@ -31,6 +31,7 @@ class ErrorCode(StrEnum):
     BUNDLE_INVALID = "bundle_invalid"
     PATH_VIOLATION = "path_violation"
     STORAGE_ERROR = "storage_error"
+    REPORT_UNAVAILABLE = "report_unavailable"
     INTERRUPTED = "interrupted"
     INTERNAL_ERROR = "internal_error"
 

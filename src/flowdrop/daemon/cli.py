@@ -64,6 +64,13 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--seed", type=int)
     simulate.add_argument("--out", type=Path, required=True, metavar="RUN_DIR")
 
+    report = sub.add_parser("report", help="write a run's self-contained HTML report")
+    report.add_argument(
+        "run", metavar="RUN", help="a run directory or a run id under the runs root"
+    )
+    report.add_argument("--config", type=Path)
+    report.add_argument("--out", type=Path, metavar="FILE", help="default: ./<runId>.html")
+
     doctor = sub.add_parser("doctor", help="check roots, permissions, inotify limits, filesystems")
     doctor.add_argument("--config", type=Path)
 
@@ -211,6 +218,12 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from flowdrop.daemon.reports import report_command
+
+    return report_command(args.run, _settings(args.config), args.out)
+
+
 def cmd_doctor(args: argparse.Namespace) -> int:
     from flowdrop.daemon.doctor import print_checks, run_checks
 
@@ -263,6 +276,7 @@ COMMANDS = {
     "status": cmd_status,
     "validate": cmd_validate,
     "simulate": cmd_simulate,
+    "report": cmd_report,
     "doctor": cmd_doctor,
     "demo": cmd_demo,
     "prune": cmd_prune,
