@@ -71,6 +71,15 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--config", type=Path)
     report.add_argument("--out", type=Path, metavar="FILE", help="default: ./<runId>.html")
 
+    parity = sub.add_parser(
+        "parity", help="simulate, capture, replay and compare a template bin for bin"
+    )
+    parity.add_argument("template_id", metavar="TEMPLATE_ID")
+    parity.add_argument("--param", action="append", default=[], metavar="k=v")
+    parity.add_argument("--seed", type=int)
+    parity.add_argument("--config", type=Path)
+    parity.add_argument("--report", type=Path, metavar="FILE", help="write the overlay as HTML")
+
     doctor = sub.add_parser("doctor", help="check roots, permissions, inotify limits, filesystems")
     doctor.add_argument("--config", type=Path)
 
@@ -224,6 +233,18 @@ def cmd_report(args: argparse.Namespace) -> int:
     return report_command(args.run, _settings(args.config), args.out)
 
 
+def cmd_parity(args: argparse.Namespace) -> int:
+    from flowdrop.daemon.reports import parity_command
+
+    try:
+        params = dict(parse_param(item) for item in args.param)
+    except ValueError as exc:
+        sys.stderr.write(f"usage_error: {exc}\n")
+        return EXIT_USAGE
+    settings = _settings(args.config)
+    return parity_command(args.template_id, params, args.seed, settings, args.report)
+
+
 def cmd_doctor(args: argparse.Namespace) -> int:
     from flowdrop.daemon.doctor import print_checks, run_checks
 
@@ -277,6 +298,7 @@ COMMANDS = {
     "validate": cmd_validate,
     "simulate": cmd_simulate,
     "report": cmd_report,
+    "parity": cmd_parity,
     "doctor": cmd_doctor,
     "demo": cmd_demo,
     "prune": cmd_prune,

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import sys
+import tempfile
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from flowdrop.core.errors import ErrorCode, FlowdropError
 from flowdrop.core.fs.sandbox import check_id
@@ -47,3 +48,37 @@ def report_command(
         f"report written to {target} ({size:.1f} MB); open it in a browser: file://{target.resolve()}\n"
     )
     return 0
+
+
+def parity_command(
+    template_id: str,
+    params: dict[str, Any],
+    seed: int | None,
+    settings: Settings,
+    report_out: Path | None,
+    stdout: TextIO | None = None,
+) -> int:
+    """Simulate -> capture -> replay -> compare in a temporary directory; 0 when parity holds."""
+    from flowdrop.core import engine
+    from flowdrop.core.report.parity import format_table, run_parity
+
+    out = stdout or sys.stdout
+    if report_out is not None:
+        from flowdrop.core import report
+
+        report.require()  # before minutes of work, not after
+    template = engine.load_template(engine.find_template(template_id, settings.templates))
+    with tempfile.TemporaryDirectory(prefix="flowdrop-parity-") as work:
+        result = run_parity(template, params, Path(work), seed=seed)
+        out.write(format_table(result))
+        if report_out is not None:
+            from flowdrop.core import report
+
+            report.write_report(
+                result.replay_dir,
+                report_out,
+                source_dir=result.source_dir,
+                bundle=result.bundle,
+            )
+            out.write(f"report written to {report_out}\n")
+    return 0 if result.ok else 1
