@@ -27,10 +27,8 @@ from flowdrop.core.telemetry.bundle import (
     write_bundle_json,
 )
 from flowdrop.core.telemetry.capture import capture_run
-from flowdrop.core.telemetry.manifest import format_utc
 from flowdrop.core.telemetry.replay import replay_bundle
-
-RNG_KIND = "pcg32"
+from flowdrop.core.templating.model import iso_o
 
 
 @dataclass
@@ -62,14 +60,14 @@ def run_parity(
 ) -> ParityResult:
     """Simulate ``template`` into ``work``, capture, replay and compare."""
     moment = now or datetime.now(UTC)
-    rng_seed = engine.DEFAULT_RNG_SEED if seed is None else seed
+    rng_seed = hashing.DEFAULT_RNG_SEED if seed is None else seed
     source_dir, bundle_dir, replay_dir = work / "simulation", work / "bundle", work / "replay"
     source = engine.simulate(template, parameters, source_dir, rng_seed=rng_seed, now=moment)
     bundle_dir.mkdir(parents=True)
     captured = capture_run(source_dir, bundle_dir, now=moment)
     key = template.capture_key or template.id
     info = BundleInfo(
-        created_at_utc=format_utc(moment),
+        created_at_utc=iso_o(moment),
         source_run_id=source.run_id,
         template_id=template.id,
         template_version=template.version,
@@ -87,13 +85,13 @@ def run_parity(
         bundle_dir, key, expected=ExpectedGrid(grid.bins, grid.bin_size, grid.bin_unit)
     )
     input_hash = hashing.input_hash(
-        template.id, template.version, "telemetry", parameters, {}, RNG_KIND, rng_seed
+        template.id, template.version, "telemetry", parameters, {}, hashing.RNG_KIND, rng_seed
     )
     provenance = template_provenance(
         template, parameters, mode="telemetry", input_hash=input_hash, rng_seed=None, now=moment
     )
     replay_bundle(
-        model,
+        model.copy(),  # generated models may be shared with a cache: replay modifies its own
         template,
         parameters,
         bundle_dir,
