@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import subprocess
 import sys
+from pathlib import Path
 
 from flowdrop.daemon.demo import run_demo
 
@@ -22,6 +23,10 @@ def test_demo_tells_the_whole_story_and_exits_zero() -> None:
     assert "replaying (Replaying telemetry…)" in text
     assert "every outcome as expected." in text
     assert "spool/quarantine: not-json.json, not-json.json.reason.json" in text
+    named = [line for line in text.splitlines() if line.startswith("run report of run_")]
+    assert named and named[0].endswith("in a browser")
+    path = named[0].split("file://", 1)[1].removesuffix(" in a browser")
+    assert "Capture vs replay" in Path(path).read_text(encoding="utf-8")
 
 
 def test_demo_command_finishes_in_a_few_seconds() -> None:

@@ -160,3 +160,23 @@ def test_inotify_limit_falls_back_to_polling(
         lambda: terminal_status(tmp_path / "spool" / "outbox", "fallback"), timeout=5
     )
     assert status["state"] == "succeeded"
+
+
+def test_status_page_keeps_the_outbox_overview_current(start, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """status_page: true -> outbox/index.html names each request soon after its status."""
+    running = start(status_page=True)
+    page = tmp_path / "spool" / "outbox" / "index.html"
+    assert wait_until(page.is_file, timeout=5, message="first page")
+    drop_json(tmp_path / "spool" / "inbox", "seen.json", REQUEST)
+    wait_until(lambda: terminal_status(tmp_path / "spool" / "outbox", "seen"), timeout=5)
+    wait_until(lambda: "seen" in page.read_text(encoding="utf-8"), timeout=5, message="row")
+    assert running.daemon.status_page.writes >= 2
+    assert running.stop() == 0
+
+
+def test_status_page_is_off_by_default(start, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    running = start()
+    drop_json(tmp_path / "spool" / "inbox", "quiet.json", REQUEST)
+    wait_until(lambda: terminal_status(tmp_path / "spool" / "outbox", "quiet"), timeout=5)
+    assert not (tmp_path / "spool" / "outbox" / "index.html").exists()
+    assert running.daemon.status_page.writes == 0

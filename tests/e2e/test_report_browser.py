@@ -110,3 +110,17 @@ def test_a_telemetry_run_report_shows_its_bundle_and_capture_vs_replay(tmp_path:
     png = _shots(tmp_path) / "report-telemetry-run.png"
     assert screenshot(report, png, tmp_path / "shot") == []
     assert blank_fraction(png) < 0.97
+
+
+def test_the_spool_overview_page_renders_offline(tmp_path: Path) -> None:
+    from flowdrop.daemon.statuspage import write_page
+    from tests.daemon.test_statuspage import populated_spool
+
+    spool = populated_spool(tmp_path)
+    page = write_page(spool, tmp_path / "runs", tmp_path / "overview.html")
+    rendered = render(page, tmp_path / "browser", budget_ms=2000)
+    assert rendered.requests == [] and rendered.errors == ""
+    assert rendered.dom.count('class="alert"') == 2
+    png = _shots(tmp_path) / "status-page.png"
+    assert screenshot(page, png, tmp_path / "shot", height=600, budget_ms=2000) == []
+    assert blank_fraction(png) < 0.97

@@ -54,6 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("request_id", nargs="?", metavar="REQUEST_ID")
     status.add_argument("--config", type=Path)
     status.add_argument("--json", action="store_true")
+    status.add_argument("--html", type=Path, metavar="FILE", help="write the spool overview page")
+    status.add_argument("--watch", action="store_true", help="with --html: keep it current")
 
     validate = sub.add_parser("validate", help="load and validate a template")
     validate.add_argument("template", type=Path, metavar="TEMPLATE.yaml")
@@ -177,9 +179,15 @@ def cmd_status(args: argparse.Namespace) -> int:
     from flowdrop.daemon.submit import status_command
 
     settings = _settings(args.config)
-    return status_command(
-        Spool(settings.spool, settings.instance), args.request_id, as_json=args.json
-    )
+    spool = Spool(settings.spool, settings.instance)
+    if args.html is not None:
+        from flowdrop.daemon.statuspage import html_command
+
+        return html_command(spool, settings.runs_root, args.html, watch=args.watch)
+    if args.watch:
+        sys.stderr.write("usage_error: --watch needs --html FILE\n")
+        return EXIT_USAGE
+    return status_command(spool, args.request_id, as_json=args.json)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:

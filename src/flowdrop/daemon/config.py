@@ -145,6 +145,8 @@ class Settings(BaseModel):
     retain_outbox: Duration = 30 * DAY
     retain_quarantine: Duration = 90 * DAY
     retain_runs: Duration = 30 * DAY
+    # Keep outbox/index.html (the spool overview page) current from a background thread.
+    status_page: bool = False
     log_format: LogFormat = LogFormat.AUTO
     log_level: str = "info"
     # "module:factory" returning a processor; default: the core orchestrator. For tests and

@@ -8,6 +8,9 @@ would drop them, and the status files are followed:
 2. the same again under another requestId → the bundle is reused;
 3. a stochastic template without a seed → failed with ``stochastic_template``;
 4. a file that is not JSON → rejected with ``invalid_json``, kept in quarantine.
+
+It ends by writing the first run's HTML report to the system's temporary directory (it outlives
+the spool) and naming it.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ STEPS = (
     ("not-json.json", "a file that is not JSON"),
 )
 TIMEOUT = 30.0
+REPORT_NAME = "flowdrop-demo-report.html"
 
 
 @dataclass
@@ -157,6 +161,7 @@ def run_demo(out: TextIO, *, keep: Path | None = None) -> int:
         quarantined = listed()
         out.write(f"\nspool/outbox: {len(list((settings.spool / 'outbox').iterdir()))} files; ")
         out.write(f"spool/quarantine: {', '.join(quarantined) or '-'}\n")
+        _write_report(settings, observed[0][1].result, out)
         out.write(f"done in {time.monotonic() - begin:.1f} s")
         out.write(
             "; every outcome as expected.\n"
@@ -169,6 +174,27 @@ def run_demo(out: TextIO, *, keep: Path | None = None) -> int:
         thread.join(timeout=10)
         if keep is None:
             shutil.rmtree(base, ignore_errors=True)
+
+
+def _write_report(settings: Settings, result: RunResult | None, out: TextIO) -> None:
+    """The first request's telemetry run as a report outside the (removed) temporary spool."""
+    from flowdrop.core import report
+    from flowdrop.core.errors import FlowdropError
+
+    if result is None or result.run is None:
+        return
+    target = Path(tempfile.gettempdir()) / REPORT_NAME
+    try:
+        report.write_report(
+            settings.runs_root / result.run.path,
+            target,
+            runs_root=settings.runs_root,
+            telemetry_root=settings.telemetry_root,
+        )
+    except FlowdropError as exc:
+        out.write(f"no run report: {exc.code.value}: {exc.message}\n")
+        return
+    out.write(f"run report of {result.run.run_id}: open file://{target} in a browser\n")
 
 
 def _table(observed: list[tuple[str, Observed]], out: TextIO) -> None:

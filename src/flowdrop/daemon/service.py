@@ -29,6 +29,7 @@ from flowdrop.daemon.reporter import Reporter
 from flowdrop.daemon.schedule import Schedule
 from flowdrop.daemon.spool import InstanceLock, Scrubber, Spool
 from flowdrop.daemon.stats import Stats
+from flowdrop.daemon.statuspage import StatusPageKeeper
 from flowdrop.daemon.waker import Waker
 from flowdrop.daemon.watcher import InboxWatcher, OverflowDetector, choose_mode
 from flowdrop.daemon.worker import WorkerPool, WorkQueue
@@ -73,6 +74,8 @@ class Daemon:
         self._last_scan_wall: datetime | None = None
         self._last_scan = 0.0
         self.reporter = Reporter(self.notifier)
+        # The spool overview page is kept by its own thread, never on a request's path.
+        self.status_page = StatusPageKeeper(self.spool, settings.runs_root)
         self.handler = self._make_handler(settings)
         self.pool = WorkerPool(self)
 
@@ -322,6 +325,8 @@ class Daemon:
         try:
             self._arm()
             self.pool.start()
+            if self.settings.status_page:
+                self.status_page.start()
             queued = self.scan()
             log.info(
                 "daemon_ready",
@@ -358,6 +363,7 @@ class Daemon:
                 self.waker.wait(self._tick_timeout(soonest))
             return self._drain()
         finally:
+            self.status_page.stop()
             self._disarm()
             with contextlib.suppress(OSError):
                 self.spool.work.rmdir()  # only when empty: leftovers stay for recovery
