@@ -95,6 +95,8 @@ class RunOptions(_Model):
     overwrite_existing: bool = False
     deterministic_run_id: bool = True
     run_id: str | None = None
+    # Write report.html into the run directory before it is published (needs the report extra).
+    report: bool = False
 
 
 class RunRequest(_Model):
@@ -146,6 +148,7 @@ class RunSummary(_Model):
     was_reused: bool
     path: str  # relative to the runs root; never an absolute host path
     warnings: list[RunWarning] = Field(default_factory=list)
+    report: str | None = None  # "<path>/report.html" when the run has one (options.report)
 
 
 class CaptureSummary(_Model):

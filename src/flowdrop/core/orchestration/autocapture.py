@@ -23,6 +23,7 @@ from flowdrop.core.fs.locking import lock_path
 from flowdrop.core.orchestration.bundlegeneration import generate_bundle
 from flowdrop.core.orchestration.bundlereuse import reused_capture
 from flowdrop.core.orchestration.dryrun import telemetry_plan
+from flowdrop.core.orchestration.reporting import reported
 from flowdrop.core.orchestration.request import RunContext, ValidatedRequest
 from flowdrop.core.orchestration.results import run_warning, succeeded
 from flowdrop.core.telemetry.bundle import ExpectedGrid, validate_bundle
@@ -111,7 +112,7 @@ def _replay(req: ValidatedRequest, key: str, bundle_dir: Path, *, stale: bool) -
         run_id,
         Mode.TELEMETRY,
         req.template,
-        write,
+        reported(req, write, Mode.TELEMETRY, bundle_dir=bundle_dir),
         replace=req.options.overwrite_existing or stale,
     )
     extra = [run_warning(w) for w in replay_warnings]

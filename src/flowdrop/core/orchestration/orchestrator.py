@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from flowdrop.core.contract import Mode, Phase, RunRequest, RunResult
 from flowdrop.core.errors import FlowdropError
 from flowdrop.core.orchestration.autocapture import run_telemetry
+from flowdrop.core.orchestration.reporting import name_report, require_report
 from flowdrop.core.orchestration.request import ProgressCallback, new_context, validate_request
 from flowdrop.core.orchestration.results import error_result
 from flowdrop.core.orchestration.roots import Roots
@@ -58,8 +59,10 @@ def orchestrate(
         with ctx.timed("validate"):
             req = validate_request(request, roots, request_id, clock())
         ctx.log = ctx.log.bind(templateId=req.template.id)
+        require_report(req)
         simulation = req.mode is Mode.SIMULATION
         result = run_simulation(req, ctx) if simulation else run_telemetry(req, ctx)
+        result = name_report(req, result)
     except (FlowdropError, OSError) as exc:
         return error_result(request_id, exc)
     ctx.timings["total"] = time.perf_counter() - started

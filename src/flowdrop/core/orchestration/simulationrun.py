@@ -7,6 +7,7 @@ from pathlib import Path
 from flowdrop.core import engine
 from flowdrop.core.contract import CaptureStatus, CaptureSummary, Mode, Phase, RunResult, RunSummary
 from flowdrop.core.orchestration.dryrun import plan
+from flowdrop.core.orchestration.reporting import reported
 from flowdrop.core.orchestration.request import RunContext, RunTarget, ValidatedRequest
 from flowdrop.core.orchestration.results import succeeded
 
@@ -59,5 +60,9 @@ def write_simulation(req: ValidatedRequest, target: RunTarget, run_id: str) -> R
         )
 
     return req.store.write(
-        run_id, Mode.SIMULATION, req.template, write, replace=req.options.overwrite_existing
+        run_id,
+        Mode.SIMULATION,
+        req.template,
+        reported(req, write, Mode.SIMULATION),
+        replace=req.options.overwrite_existing,
     )

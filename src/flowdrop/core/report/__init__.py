@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -16,10 +17,16 @@ from flowdrop import __version__
 from flowdrop.core.engine.runreader import RunData, read_run
 from flowdrop.core.report import plotting
 from flowdrop.core.report.layout import bin_minutes, build_layout
-from flowdrop.core.report.overlay import Overlay, build_overlay, find_bundle, source_run_id
+from flowdrop.core.report.overlay import (
+    Overlay,
+    build_overlay,
+    find_bundle,
+    read_json,
+    source_run_id,
+)
 from flowdrop.core.report.page import Page, render, table
 
-__all__ = ["REPORT_FILE", "build_report", "require", "write_report"]
+__all__ = ["REPORT_FILE", "build_report", "require", "with_report", "write_report"]
 
 REPORT_FILE = "report.html"
 require = plotting.require
@@ -83,13 +90,14 @@ def build_report(
     telemetry_root: Path | None = None,
     source_dir: Path | None = None,
     bundle: dict[str, Any] | None = None,
+    bundle_dir: Path | None = None,
     now: datetime | None = None,
 ) -> str:
     """The HTML report of the run in ``run_dir``.
 
     For a telemetry run the source simulation run is ``source_dir``, else looked up by id in
-    ``runs_root`` (default: the run's parent); ``bundle.json`` is ``bundle``, else found under
-    ``telemetry_root``.
+    ``runs_root`` (default: the run's parent); ``bundle.json`` is ``bundle``, else read from
+    ``bundle_dir``, else looked up under ``telemetry_root``.
     """
     js = plotting.plotly_js()  # fail before reading anything when the extra is missing
     run = read_run(run_dir)
@@ -105,6 +113,8 @@ def build_report(
         candidate = source_dir or (runs_root or run_dir.parent) / source_id
         if (candidate / "run.json").is_file() and candidate.resolve() != run_dir.resolve():
             source = read_run(candidate)
+        if bundle is None and bundle_dir is not None:
+            bundle = read_json(bundle_dir / "bundle.json")
         if bundle is None and telemetry_root is not None:
             bundle = find_bundle(telemetry_root, source_id)
     overlay = build_overlay(run, source, bundle) if telemetry else Overlay()
@@ -134,3 +144,15 @@ def write_report(run_dir: Path, out: Path, **options: Any) -> Path:
     temporary.write_text(text, encoding="utf-8")
     os.replace(temporary, out)
     return out
+
+
+def with_report(writer: Callable[[Path], Any], **options: Any) -> Callable[[Path], Any]:
+    """``writer`` followed by ``report.html`` written into the same (staging) run directory, so
+    the report is published with the run and the run is never modified afterwards."""
+
+    def write(out_dir: Path) -> Any:
+        written = writer(out_dir)
+        write_report(out_dir, out_dir / REPORT_FILE, **options)
+        return written
+
+    return write
