@@ -97,6 +97,8 @@ def test_the_page_reloads_itself_and_failed_rows_stand_out(spool: Spool, tmp_pat
     assert text.count('<tr class="alert">') == 2  # the failed request and the quarantined file
     assert "<strong>stochastic_template</strong>: needs rng.seed" in text
     assert 'href="spool/outbox/ok-1.result.json"' in text
+    assert 'href="spool/quarantine/junk.json.reason.json">reason</a>' in text
+    assert str(tmp_path) not in text  # no absolute host path (the page may be in the outbox)
 
 
 def test_the_keeper_rewrites_only_when_the_outbox_changed_or_the_page_is_old(

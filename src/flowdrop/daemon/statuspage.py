@@ -53,6 +53,7 @@ class Row:
     code: str = ""
     result: Path | None = None
     report: Path | None = None
+    quarantined: bool = False
 
     @property
     def alert(self) -> bool:
@@ -126,6 +127,7 @@ def _quarantined(path: Path) -> Row | None:
         updated=reason.quarantined_at,
         code=reason.error.code.value,
         result=path,
+        quarantined=True,
     )
 
 
@@ -167,7 +169,10 @@ def render(rows: list[Row], page: Path, *, title: str, now: datetime | None = No
         )
         links = " ".join(
             part
-            for part in (_link(row.result, page, "result"), _link(row.report, page, "report"))
+            for part in (
+                _link(row.result, page, "reason" if row.quarantined else "result"),
+                _link(row.report, page, "report"),
+            )
             if part
         )
         body.append(
@@ -192,7 +197,8 @@ def render(rows: list[Row], page: Path, *, title: str, now: datetime | None = No
 
 def write_page(spool: Spool, runs_root: Path | None, page: Path) -> Path:
     """Collect and write the page atomically (a reloading browser never sees half a page)."""
-    text = render(collect(spool, runs_root), page, title=f"flowdrop spool {spool.root}")
+    # No absolute host path in the page: it may live in the outbox (docs/protocol.md).
+    text = render(collect(spool, runs_root), page, title=f"flowdrop spool · {spool.instance}")
     temporary = page.with_name(f".tmp-{page.name}.{os.getpid()}.{threading.get_ident()}")
     temporary.write_text(text, encoding="utf-8")
     os.replace(temporary, page)
