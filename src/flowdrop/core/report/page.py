@@ -53,7 +53,7 @@ def esc(value: Any) -> str:
 
 def table(headers: Sequence[str], rows: Iterable[Sequence[Any]], bad: Iterable[bool] = ()) -> str:
     flags = list(bad)
-    head = "".join(f"<th>{esc(h)}</th>" for h in headers)
+    head = "".join(f"<th>{esc(h)}</th>" for h in headers if h)
     body = []
     for i, row in enumerate(rows):
         cls = ' class="bad"' if i < len(flags) and flags[i] else ""
@@ -62,7 +62,8 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[Any]], bad: Iterable[b
             for c in row
         )
         body.append(f"<tr{cls}>{cells}</tr>")
-    return f'<div class="scroll"><table><tr>{head}</tr>{"".join(body)}</table></div>'
+    header = f"<tr>{head}</tr>" if head else ""
+    return f'<div class="scroll"><table>{header}{"".join(body)}</table></div>'
 
 
 def _number(value: float) -> str:
