@@ -5,7 +5,7 @@ are configuration and evidence, not state the daemon must keep). On top of the r
 suite's I1-I5 (``tests/reliability/reliability_world.py``) this adds what only a power cut can
 break:
 
-- **P1** nothing torn: every ``outbox/*.json`` parses (I2); every run directory has a
+- **P1** nothing torn: every ``outbox/*.json`` parses (I2), every ledger entry parses; every run directory has a
   ``run.json`` and ``manifest.json`` that parse and series whose SHA-256 match
   ``manifest.json.seriesHashes``; every bundle's ``manifest.json``/``bundle.json`` parse and its
   files match their hashes;
@@ -251,6 +251,13 @@ class PowerWorld(World):
         bundles = {p.name: p for p in _visible_dirs(self.telemetry)}
         for key, bundle in bundles.items():
             verify_bundle(bundle, key)
+        # The ledger decides duplicates and resumptions: a torn entry would read as "new".
+        for path in _listdir(self.spool / "state" / "ledger"):
+            if not _is_temp(path):
+                entry = json.loads(_read(path) or b"null")
+                assert isinstance(entry, dict) and entry.get("sha256") is not None, (
+                    f"P1 {when}: ledger entry {path.name} is torn: {entry!r}"
+                )
         # P2: every result ever seen stays, byte for byte (results are written once).
         for name, raw in self.seen_results.items():
             now = _read(self.outbox / name)
@@ -307,7 +314,8 @@ class PowerWorld(World):
                 result = read_json(self.outbox / f"{item.request_id}{RESULT_SUFFIX}")
                 assert isinstance(result, dict)
                 code = (result.get("error") or {}).get("code")
-                assert code != "interrupted", f"P4: {item.request_id} interrupted: {result}"
+                if code == "interrupted":
+                    assert item.code == code, f"P4: {item.request_id} interrupted: {result}"
                 if item.dest == "quarantine" and item.code is None:
                     assert code == "invalid_json", (item, result)
                 self.tally.outcomes[f"{result['state']}{'/' + code if code else ''}"] += 1

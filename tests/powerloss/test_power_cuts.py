@@ -109,3 +109,61 @@ def test_cut_while_a_worker_is_mid_capture(power_world: PowerWorld) -> None:
             "debris_swept": world.tally.debris,
         },
     )
+
+
+def test_cut_after_a_request_without_fsync_was_acknowledged(power_world: PowerWorld) -> None:
+    """A client that renamed its file in without fsync (README's cp + mv) gets a running status;
+    the power goes: the request must still end once, as it would have (regression: it came back
+    empty and stayed "running" forever)."""
+    world = power_world
+    world.configure(workers=1)
+    world.start(env={"FLOWDROP_FAILPOINTS": "after_running_status=sleep:60"})
+    fragile = world.drop_kind("simulation, cp+mv drop without fsync", random.Random(1))
+
+    def running() -> bool:
+        status = read_json(world.outbox / f"{fragile.request_id}.status.json") or {}
+        return status.get("state") == "running"
+
+    wait_until(running, timeout=30, message="the running status")
+    world.kill_daemons()
+    before = world.snapshot()
+    world.fs.power_cut()
+    world.after_cut(before, "after the cut of an acknowledged cp+mv drop")
+    world.start()
+    world.wait_settled(timeout=60)
+    assert world.daemons[-1].stop() == 0
+    world.final_check()
+    assert read_json(world.outbox / f"{fragile.request_id}.result.json")["state"] == "succeeded"
+
+
+def test_interrupted_only_when_every_attempt_was_cut(power_world: PowerWorld) -> None:
+    """``max_attempts`` 2: a request in flight at both of its attempts ends ``interrupted`` —
+    the attempt count survived both cuts — and one dropped between the cuts is untouched."""
+    world = power_world
+    world.configure(workers=1, max_attempts=2)
+    held = {"FLOWDROP_FAILPOINTS": "after_running_status=sleep:60"}
+    victim = world.drop_kind("simulation", random.Random(2))
+    victim.state, victim.code = "failed", "interrupted"
+    status_path = world.outbox / f"{victim.request_id}.status.json"
+    for attempt in (1, 2):
+        world.start(env=held)
+
+        def in_flight(attempt: int = attempt) -> bool:
+            status = read_json(status_path) or {}
+            message = str(status.get("message", ""))
+            return status.get("state") == "running" and (
+                attempt == 1 or f"attempt {attempt} of 2" in message
+            )
+
+        wait_until(in_flight, timeout=30, message=f"attempt {attempt} running")
+        world.kill_daemons()
+        before = world.snapshot()
+        world.fs.power_cut()
+        world.after_cut(before, f"after the cut of attempt {attempt}")
+    bystander = world.drop_kind("simulation", random.Random(3))
+    world.start()
+    world.wait_settled(timeout=60)
+    assert world.daemons[-1].stop() == 0
+    world.final_check()
+    assert read_json(world.outbox / f"{bystander.request_id}.result.json")["state"] == "succeeded"
+    assert world.tally.outcomes == {"failed/interrupted": 1, "succeeded": 1}
