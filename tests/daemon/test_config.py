@@ -8,11 +8,14 @@ import pytest
 
 from flowdrop.daemon.config import (
     BUNDLED_TEMPLATES,
+    DAY,
     ConfigError,
+    Settings,
     WatchMode,
     default_home,
     describe_error,
     load_settings,
+    parse_duration,
 )
 
 
@@ -101,3 +104,41 @@ def test_overlapping_roots_are_refused(tmp_path: Path) -> None:
         caught.value.problems[1]
         == f"templates: {tmp_path / 'spool' / 'tpl'} is inside the spool; move it out"
     )
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("30d", 30 * DAY),
+        ("12h", 43_200.0),
+        ("90m", 5400.0),
+        ("45s", 45.0),
+        ("2w", 14 * DAY),
+        ("0", 0.0),
+        (3600, 3600.0),
+        ("never", None),
+    ],
+)
+def test_durations_are_read_in_days_hours_minutes_seconds_weeks(
+    text: str | int, seconds: float | None
+) -> None:
+    assert parse_duration(text) == seconds
+
+
+def test_a_bad_retention_key_is_a_config_error(tmp_path: Path) -> None:
+    config = tmp_path / "flowdrop.yaml"
+    config.write_text("retain_runs: soon\nretain_done: -3\n")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config, env={})
+    assert caught.value.problems == [
+        "retain_done: Value error, must not be negative",
+        "retain_runs: Value error, 'soon' is not a duration: use e.g. 30d, 12h, 90m, 45s, 2w or never",
+    ]
+
+
+def test_retention_keys_come_from_the_environment_too(tmp_path: Path) -> None:
+    settings = load_settings(
+        None, env={"FLOWDROP_HOME": str(tmp_path), "FLOWDROP_RETAIN_RUNS": "7d"}
+    )
+    assert isinstance(settings, Settings)
+    assert settings.retain_runs == 7 * DAY

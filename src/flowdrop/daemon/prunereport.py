@@ -13,8 +13,14 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from flowdrop.core.errors import ErrorBody
+from flowdrop.core.errors import ErrorBody, ErrorCode, FlowdropError
 from flowdrop.daemon.config import DAY, Settings, format_duration
+
+
+def storage_error(action: str, shown: str, exc: OSError) -> ErrorBody:
+    """The error body of a file or run that could not be renamed or removed."""
+    message = f"Could not {action} '{shown}': {exc.strerror or exc}."
+    return FlowdropError(ErrorCode.STORAGE_ERROR, message, path=shown, errno=exc.errno).body()
 
 
 def age_text(seconds: float) -> str:
