@@ -144,7 +144,9 @@ def build_wheelhouse(dist: Path = DIST) -> Path:
         for doc in OPERATOR_DOCS:
             target = stage / "docs" / Path(doc).name
             target.parent.mkdir(exist_ok=True)
-            shutil.copy2(ROOT / doc, target)
+            # All docs sit side by side in the bundle: the README's docs/ links lose their folder.
+            text = (ROOT / doc).read_text(encoding="utf-8")
+            target.write_text(text.replace("](docs/", "]("), encoding="utf-8")
         shutil.copy2(ROOT / "packaging" / "install.sh", stage / "install.sh")
         info = {
             "name": "flowdrop",
