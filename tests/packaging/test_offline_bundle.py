@@ -151,6 +151,8 @@ def test_bundle_holds_every_wheel_runtime_extras_systemd_docs_and_install_sh(
         assert (bundle.directory / "systemd" / name).is_file()
     assert (bundle.directory / "systemd" / "flowdrop.yaml").is_file()
     assert (bundle.directory / "docs" / "operations.md").is_file()
+    readme = (bundle.directory / "docs" / "README.md").read_text()
+    assert "](docs/" not in readme and "](operations.md)" in readme  # links to its siblings
     assert os.access(bundle.directory / "install.sh", os.X_OK)
     # The wheel is built from this checkout: it holds the current sources, nothing stale.
     (own,) = (bundle.directory / "wheels").glob("flowdrop-*.whl")
