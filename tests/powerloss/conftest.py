@@ -39,7 +39,7 @@ def lazyfs(lazyfs_binary: Path, tmp_path: Path) -> Iterator[LazyFS]:
         fs.mount()
         yield fs
     finally:
-        fs.unmount()
+        fs.close()
 
 
 @pytest.fixture

@@ -20,6 +20,7 @@ import contextlib
 import errno
 import os
 import select
+import shutil
 import subprocess
 import tempfile
 import time
@@ -186,6 +187,12 @@ class LazyFS:
                 with contextlib.suppress(OSError):
                     os.close(fd)
                 setattr(self, name, None)
+
+    def close(self) -> None:
+        """Unmount for good and remove a private config directory (see :func:`_config_path`)."""
+        self.unmount()
+        if self.config.parent != self.base:
+            shutil.rmtree(self.config.parent, ignore_errors=True)
 
     def remount(self) -> None:
         """What the machine finds when the power comes back: only what reached ``root``."""
