@@ -17,8 +17,9 @@ quarantine updates the ctime), so a file is never older than the moment it was f
 
 Racing a running daemon: runs are removed by :mod:`flowdrop.daemon.runremoval` (renamed aside
 under the run guard, the spool read again, renamed back if needed, then deleted); what needs a
-run is :mod:`flowdrop.daemon.runneeds`, what is in flight :mod:`flowdrop.daemon.inflight`. One prune runs at a time (``state/locks/prune.lock``). Bundles and the
-idempotency ledger (``state/ledger/``) are never pruned.
+run is :mod:`flowdrop.daemon.runneeds`, what is in flight :mod:`flowdrop.daemon.inflight`.
+One prune runs at a time (``state/locks/prune.lock``). Bundles and the idempotency ledger
+(``state/ledger/``) are never pruned.
 """
 
 from __future__ import annotations
@@ -271,9 +272,9 @@ def prune(
             return pruner.report
         if not dry_run:
             sweep_debris(settings.runs_root)
-        in_flight = scan_in_flight(spool, pruner.cache)
-        pruner.prune_runs(in_flight)
-        pruner.prune_outbox(in_flight)
+        pruner.prune_runs(scan_in_flight(spool, pruner.cache))
+        # Read again: requests that arrived while the runs were pruned keep their outbox files.
+        pruner.prune_outbox(scan_in_flight(spool, pruner.cache))
         pruner.prune_done()
         pruner.prune_quarantine()
     return pruner.report
