@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Drop -> result latency of the flowdrop daemon on real FlowTime templates (issue #9's table).
 
-    .venv/bin/python bench/latency.py [--n 30] [--burst 200] [--peer-n 6] [--queue 0]
+    .venv/bin/python bench/latency.py [--n 30] [--burst 200] [--peer-n 6] [--queue 0] [--status-page]
 
 Every request is a file renamed into the inbox; the clock stops when ``outbox/<id>.result.json``
 exists. Real templates come from ``FLOWTIME_TEMPLATES`` (default ../shared/flowtime/templates).
@@ -123,7 +123,7 @@ def burst(n: int, spool: Path, pid: int, body: Body) -> tuple[float, float]:
 
 def daemon_scenarios(base: Path, args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    with running_daemon(base, REAL_TEMPLATES) as proc:
+    with running_daemon(base, REAL_TEMPLATES, status_page=args.status_page) as proc:
         spool = base / "spool"
         measure(1, spool, "warmup-capture", telemetry(False))  # source run, bundle, replay
         measure(2, spool, "warmup-sim", warehouse_sim(900_000))
@@ -254,6 +254,9 @@ def main() -> int:
     parser.add_argument("--peer-n", type=int, default=6, help="process-per-request samples")
     parser.add_argument("--fsync-k", type=int, default=5, help="requests per fsync count")
     parser.add_argument("--queue", type=int, default=0, help="queued requests for memory")
+    parser.add_argument(
+        "--status-page", action="store_true", help="daemon scenarios with status_page: true"
+    )
     args = parser.parse_args()
     base = Path(tempfile.mkdtemp(prefix="flowdrop-bench-"))
     loads = [load_average()]

@@ -10,6 +10,7 @@ time sync) has another isolation key and is ignored.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -28,8 +29,9 @@ FLAGS = (
 LOCAL_SCHEMES = ("file:", "data:", "blob:", "about:", "chrome:")
 
 
+@functools.cache
 def chromium() -> str:
-    """The chromium binary; installs Debian's package first when missing (root only)."""
+    """The chromium binary; installs Debian's package first when missing (root only, once)."""
     found = shutil.which("chromium")
     if found is None and os.geteuid() == 0 and shutil.which("apt-get"):
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}

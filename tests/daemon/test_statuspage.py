@@ -124,3 +124,17 @@ def test_status_html_writes_the_page_from_the_cli(tmp_path: Path) -> None:
     assert main(["status", "--config", str(config), "--html", str(page)]) == 0
     assert "no requests yet" in page.read_text(encoding="utf-8")
     assert main(["status", "--config", str(config), "--watch"]) == 2
+
+
+def test_the_keeper_starts_and_stops_as_the_configuration_says(spool: Spool) -> None:
+    keeper = StatusPageKeeper(spool, None, interval=0.05)
+    keeper.apply(False)
+    assert not keeper.running and keeper.writes == 0
+    keeper.apply(True)
+    assert keeper.running and keeper.writes == 1
+    keeper.apply(True)  # already running: nothing changes
+    keeper.apply(False)
+    assert not keeper.running
+    keeper.apply(True)  # a reload turning it on again writes at once
+    assert keeper.writes == 2
+    keeper.stop()

@@ -21,6 +21,8 @@ from flowdrop.core.report import write_report
 from tests.browser import blank_fraction, render, screenshot
 from tests.realtemplates import real_template_paths, templates_dir
 
+# The first browser test may install chromium with apt-get on a fresh CI machine (minutes).
+pytestmark = pytest.mark.timeout(900)
 FIXED = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 CLASS_TEMPLATE = "transportation-basic-classes"
 LARGEST = "it-document-processing-continuous"

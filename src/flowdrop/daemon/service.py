@@ -286,6 +286,7 @@ class Daemon:
         self.settings = new
         self.handler = handler
         self.pool.resize(new.workers)
+        self.status_page.apply(new.status_page)
         if new.watch != old_mode:
             self._disarm()
             self._arm()
@@ -325,8 +326,7 @@ class Daemon:
         try:
             self._arm()
             self.pool.start()
-            if self.settings.status_page:
-                self.status_page.start()
+            self.status_page.apply(self.settings.status_page)
             queued = self.scan()
             log.info(
                 "daemon_ready",

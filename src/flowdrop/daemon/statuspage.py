@@ -251,19 +251,35 @@ class StatusPageKeeper:
         self.writes += 1
         return True
 
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
+    def _run(self, stop: threading.Event) -> None:
+        while not stop.wait(self.interval):
             self.tick(self._clock())
 
+    @property
+    def running(self) -> bool:
+        return self._thread is not None
+
+    def apply(self, enabled: bool) -> None:
+        """Start or stop keeping the page (at start and on every reload)."""
+        if enabled and not self.running:
+            self.start()
+        elif not enabled and self.running:
+            self.stop()
+
     def start(self) -> None:
+        self._stop = threading.Event()
+        self._seen = None  # write at once: the page may be stale from an earlier run
         self.tick(self._clock())
-        self._thread = threading.Thread(target=self._run, name="status-page", daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, args=(self._stop,), name="status-page", daemon=True
+        )
         self._thread.start()
 
     def stop(self) -> None:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
+        self._thread = None
 
 
 _CSS = """
