@@ -87,11 +87,19 @@ def _static(name: str) -> str:
     return (resources.files("flowdrop.core.report") / "static" / name).read_text(encoding="utf-8")
 
 
+def chart_height(rows: int) -> int:
+    """Pixels of a chart with ``rows`` stacked rows (report.js draws it at this height)."""
+    return 110 + 170 * rows
+
+
 def _chart_html(index: int, chart: Chart) -> str:
     ids = ",".join(chart.series_ids)
+    # The height is reserved before the chart is drawn, so nothing moves while charts draw as
+    # they scroll into view (and a #section link lands where it should).
     return (
         f'<div class="chart"><h3>{esc(chart.title)}</h3>'
-        f'<div class="plot" data-chart="{index}" data-series="{esc(ids)}"></div></div>'
+        f'<div class="plot" data-chart="{index}" data-series="{esc(ids)}" '
+        f'style="height:{chart_height(len(chart.rows))}px"></div></div>'
     )
 
 
