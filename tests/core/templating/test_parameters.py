@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import pytest
@@ -110,3 +111,11 @@ def test_array_parameter_errors(overrides: dict[str, Any], message: str, path: s
     assert caught.value.code is ErrorCode.PARAMETER_INVALID
     assert caught.value.message == message
     assert caught.value.details["path"] == path
+
+
+def test_a_mapping_value_holding_an_infinity_is_parameter_invalid() -> None:
+    """System.Text.Json cannot write Infinity either; found by test_robustness (hypothesis)."""
+    with pytest.raises(FlowdropError) as caught:
+        substitute("bins: ${bins}\n", {"bins": {"id": math.inf}})
+    assert caught.value.code is ErrorCode.PARAMETER_INVALID
+    assert caught.value.details == {"parameter": "bins"}

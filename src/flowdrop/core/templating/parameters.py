@@ -155,7 +155,11 @@ def _format_string(value: str) -> str:
 def substitute(text: str, values: Mapping[str, Any]) -> str:
     """Replace ``${name}`` for every merged parameter; unknown placeholders stay in place."""
     for name, value in values.items():
-        formatted = format_value(value)
+        try:
+            formatted = format_value(value)
+        except ValueError as exc:  # a mapping holding NaN or an infinity: not writable as JSON
+            msg = f"Parameter '{name}' cannot be substituted: {exc}."
+            raise FlowdropError(ErrorCode.PARAMETER_INVALID, msg, parameter=name) from None
         token = "${" + name + "}"
         if isinstance(value, list | tuple | Mapping):
             text = text.replace(f'"{token}"', formatted).replace(f"'{token}'", formatted)
