@@ -64,5 +64,8 @@ def test_class_templates_get_a_per_class_breakdown_and_edges_a_section(tmp_path:
     classes = [c for c in layout.charts if c.section == "classes"]
     assert classes
     assert all("@DEFAULT" not in sid for c in classes for sid in c.series_ids)
+    by_class = {sid for c in classes for sid in c.series_ids}
+    classed = {s for s in run.series if not s.endswith("@DEFAULT") and not s.startswith("edge_")}
+    assert classed <= by_class  # every classed series is broken down, not only node semantics
     edges = [c for c in layout.charts if c.section == "edges"]
     assert edges and all(sid.startswith("edge_") for c in edges for sid in c.series_ids)

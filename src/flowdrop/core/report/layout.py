@@ -30,6 +30,8 @@ DEFAULT = "DEFAULT"
 # source run's values overlaid on a telemetry run.
 DERIVED_PREFIXES = ("derived:", "source:")
 REMAINING_PER_CHART = 6
+CLASS_ROWS_PER_CHART = 4
+AXIS_TITLE_CHARS = 28
 _BIN_MINUTES = {"minutes": 1.0, "hours": 60.0, "days": 1440.0, "weeks": 10080.0}
 
 
@@ -73,6 +75,11 @@ def bin_minutes(run: RunData) -> float:
 
 def _base(series_id: str) -> str:
     return series_id.split("@", 1)[0]
+
+
+def _short(text: str) -> str:
+    """An axis title that fits beside a chart (the chart's title has the full name)."""
+    return text if len(text) <= AXIS_TITLE_CHARS else text[: AXIS_TITLE_CHARS - 1] + "…"
 
 
 class _Resolver:
@@ -221,6 +228,27 @@ class _Builder:
             if rows:
                 self.charts.append(Chart("edges", f"Edges from {source}", rows))
 
+    def other_classes(self) -> None:
+        """Every classed series no node panel broke down (expression nodes built from classed
+        inputs), a row per series with one line per class; their totals go to the rest."""
+        drawn = {sid for c in self.charts if c.section == "classes" for sid in c.series_ids}
+        bases = [
+            base
+            for base, ids in self.resolver.by_base.items()
+            if not base.startswith("edge_")
+            and any(not s.endswith(f"@{DEFAULT}") and s not in drawn for s in ids)
+        ]
+        for start in range(0, len(bases), CLASS_ROWS_PER_CHART):
+            group = bases[start : start + CLASS_ROWS_PER_CHART]
+            rows = [
+                Row(
+                    _short(base),
+                    [Trace(s, s.rsplit("@", 1)[-1]) for s in self.resolver.classes(base + "@")],
+                )
+                for base in group
+            ]
+            self.charts.append(Chart("classes", ", ".join(group) + " by class", rows))
+
     def remaining(self) -> None:
         drawn = {sid for chart in self.charts for sid in chart.series_ids}
         order = [str(e.get("id")) for e in self.run.entries]
@@ -246,6 +274,7 @@ def build_layout(run: RunData) -> Layout:
     topology = _topology(run)
     for node in _dicts(topology.get("nodes")):
         builder.node_panel(node)
+    builder.other_classes()
     builder.edges(_dicts(topology.get("edges")))
     builder.remaining()
     order = {"nodes": 0, "classes": 1, "edges": 2, "other": 3}
