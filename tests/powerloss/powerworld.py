@@ -38,7 +38,7 @@ from flowdrop.daemon.spool import RESULT_SUFFIX, STATUS_SUFFIX, Spool
 from flowdrop.daemon.submit import drop as submit_drop
 from flowdrop.daemon.testing import DaemonProcess, drop_json, mini_template, read_json
 from tests.powerloss.lazyfs import LazyFS
-from tests.reliability.reliability_world import Drop, World
+from tests.reliability.reliability_world import Drop, Report, World
 
 TEMPLATE_ID = "pl"  # one tiny template, no captureKey: telemetry requests name their bundle
 SEED_KEY = "base"  # a bundle generated before the first cut, replayed and reused afterwards
@@ -91,6 +91,11 @@ class PowerWorld(World):
         self.acknowledged: set[str] = set()  # ids whose status a reader saw before some cut
         self.fragile: dict[str, Drop] = {}  # dropped without fsync (README's cp + mv recipe)
         self._counter = 0
+        self.forced: Counter[str] = Counter()  # forceCapture requests per captureKey
+
+    def capture_allowance(self) -> dict[str, int]:
+        """Generations allowed per captureKey: one, plus one per forceCapture request."""
+        return {f"capture:{key}": 1 + n for key, n in self.forced.items()}
 
     # --- configuration and daemons -----------------------------------------------------------
 
@@ -244,7 +249,12 @@ class PowerWorld(World):
             self._settle_fragile_expectations()
 
     def check_power(self, before: Snapshot | None, when: str) -> dict[str, int]:
-        self.check_partial(counting=False)  # I2 (outbox parses, bundles validate), I4, I5
+        # I2 (outbox parses, bundles validate), I3 (generations per key), I4, I5
+        report = Report()
+        self._check_i2(report)
+        self._check_i3(report, counting=False, allowance=self.capture_allowance(), finished=False)
+        self._check_i4(report, strict_codes=True)
+        self._check_i5()
         runs = {p.name: p for p in _visible_dirs(self.runs)}
         for run_dir in runs.values():
             verify_run(run_dir)
@@ -288,7 +298,7 @@ class PowerWorld(World):
                 capture = result.get("capture") or {}
                 if capture.get("status") == "generated":
                     generated[capture["captureKey"]] += 1
-        twice = {key: n for key, n in generated.items() if n > 1}
+        twice = {key: n for key, n in generated.items() if n > 1 + self.forced[key]}
         assert not twice, f"P5 {when}: bundles generated more than once: {twice}"
         return {"runs": len(runs), "bundles": len(bundles)}
 
@@ -308,7 +318,7 @@ class PowerWorld(World):
 
     def final_check(self) -> None:
         with self.fs.guard("the final invariants"):
-            report = self.check(counting=False)
+            report = self.check(counting=False, run_allowance=self.capture_allowance())
             self.check_power(None, "at the end")
             for item in self.drops:
                 result = read_json(self.outbox / f"{item.request_id}{RESULT_SUFFIX}")

@@ -18,7 +18,7 @@ from typing import NamedTuple
 import pytest
 
 from tests.powerloss.powerworld import PowerWorld, Sampler
-from tests.reliability.reliability_world import record
+from tests.reliability.reliability_world import Drop, record
 
 pytestmark = pytest.mark.powerloss
 
@@ -95,3 +95,43 @@ def test_lazyfs_crash_at(power_world: PowerWorld, point: Point) -> None:
             "debris_swept": world.tally.debris,
         },
     )
+
+
+REPLACE_POINTS = [
+    Point("bundle-replace-aside", "rename", "after", ANY, r"/telemetry/\.tmp-[^/]+\.old\.[^/]+$"),
+    Point("run-replace-aside", "rename", "after", ANY, r"/runs/\.tmp-[^/]+\.old\.[^/]+$"),
+]
+
+
+@pytest.mark.parametrize("point", REPLACE_POINTS, ids=[p.name for p in REPLACE_POINTS])
+def test_lazyfs_crash_while_replacing(power_world: PowerWorld, point: Point) -> None:
+    """``forceCapture`` regenerates a bundle that exists and replays into a run that exists:
+    both are replaced. A crash in the middle of a replacement must leave the old or the new
+    bundle/run under its name — never none (a result that succeeded earlier names that run)."""
+    world = power_world
+    fs = world.fs
+    world.configure(workers=1)
+    world.start()
+    rng = random.Random(point.name)
+    first = world.drop_kind("telemetry, bundle generated", rng)
+    world.wait_settled(timeout=60)
+    key = f"k{first.request_id}"
+    before = world.snapshot()
+    assert key in before.bundles
+    fs.arm_crash(point.op, point.timing, point.from_rgx, point.to_rgx)
+    rid = "force1"
+    body = world.body(rid, "telemetry", telemetry={"captureDirectory": key})
+    body["options"] = {"forceCapture": True}
+    world.forced[key] += 1
+    with Sampler(world):
+        world.submit(body, f"{rid}.json", Drop(f"{rid}.json", rid, "done", "succeeded"), "force")
+        fired = fs.wait_crashed(timeout=30)
+    assert fired, f"the crash at {point.name} never fired"
+    world.kill_daemons()
+    fs.remount()
+    world.after_cut(before, f"after a LazyFS crash at {point.name}")
+    world.start()
+    world.wait_settled(timeout=60)
+    assert world.daemons[-1].stop() == 0
+    world.final_check()
+    world.sweep_check()
