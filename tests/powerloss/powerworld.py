@@ -32,7 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from flowdrop.core.fs.storage import TEMP_PREFIX
+from flowdrop.core.fs import storage
+from flowdrop.core.fs.storage import ASIDE_MARK, TEMP_PREFIX
 from flowdrop.core.telemetry.bundle import validate_bundle
 from flowdrop.daemon.spool import RESULT_SUFFIX, STATUS_SUFFIX, Spool
 from flowdrop.daemon.submit import drop as submit_drop
@@ -66,6 +67,7 @@ class Tally:
     outcomes: Counter[str] = field(default_factory=Counter)
     kinds: Counter[str] = field(default_factory=Counter)
     debris: int = 0  # crash temporaries found (and swept) at the end
+    restorable: int = 0  # replaced trees found aside after a crash (put back at restart)
 
 
 class PowerWorld(World):
@@ -92,6 +94,9 @@ class PowerWorld(World):
         self.fragile: dict[str, Drop] = {}  # dropped without fsync (README's cp + mv recipe)
         self._counter = 0
         self.forced: Counter[str] = Counter()  # forceCapture requests per captureKey
+        self.seen_runs: set[str] = set()  # run directories a reader saw at some cut
+        self.seen_bundles: set[str] = set()
+        self.exchange = _can_exchange(fs.mnt)
 
     def capture_allowance(self) -> dict[str, int]:
         """Generations allowed per captureKey: one, plus one per forceCapture request."""
@@ -239,6 +244,8 @@ class PowerWorld(World):
             if status["state"] not in {"succeeded", "failed", "rejected"}:
                 self.tally.in_flight[f"{status['state']}/{status.get('phase') or '-'}"] += 1
         self.tally.in_flight["claimed, in work/"] += len(snap.work)
+        self.seen_runs |= snap.runs
+        self.seen_bundles |= snap.bundles
         self.seen_results.update(snap.results)
         return snap
 
@@ -248,7 +255,9 @@ class PowerWorld(World):
             self.check_power(before, when)
             self._settle_fragile_expectations()
 
-    def check_power(self, before: Snapshot | None, when: str) -> dict[str, int]:
+    def check_power(
+        self, before: Snapshot | None, when: str, *, at_end: bool = False
+    ) -> dict[str, int]:
         # I2 (outbox parses, bundles validate), I3 (generations per key), I4, I5
         report = Report()
         self._check_i2(report)
@@ -274,11 +283,18 @@ class PowerWorld(World):
             assert now == raw, (
                 f"P2 {when}: result {name} was visible before a cut and is now {now!r}"
             )
+        # Where the filesystem cannot exchange two directories (LazyFS, NFS), a replacing
+        # publish is two renames; a crash between them leaves the old tree aside until the next
+        # daemon start puts it back (storage.exists_or_restore). Only that, only before it.
+        aside = set()
+        if not at_end and not self.exchange:
+            aside = {p.name[len(TEMP_PREFIX) :].split(ASIDE_MARK)[0] for p in _asides_in(self)}
+        lost_runs = self.seen_runs - set(runs) - aside
+        assert not lost_runs, f"P2 {when}: run directories lost: {sorted(lost_runs)}"
+        lost_bundles = self.seen_bundles - set(bundles) - aside
+        assert not lost_bundles, f"P2 {when}: bundles lost: {sorted(lost_bundles)}"
+        self.tally.restorable += len(aside & (self.seen_runs | self.seen_bundles))
         if before is not None:
-            lost_runs = before.runs - set(runs)
-            assert not lost_runs, f"P2 {when}: run directories lost: {sorted(lost_runs)}"
-            lost_bundles = before.bundles - set(bundles)
-            assert not lost_bundles, f"P2 {when}: bundles lost: {sorted(lost_bundles)}"
             for request_id, status in before.statuses.items():
                 after = read_json(self.outbox / f"{request_id}{STATUS_SUFFIX}")
                 assert isinstance(after, dict), f"P2 {when}: status of {request_id} lost"
@@ -294,7 +310,9 @@ class PowerWorld(World):
             result = json.loads(path.read_bytes())
             if result["state"] == "succeeded":
                 run_path = result["run"]["path"]
-                assert run_path in runs, f"P3 {when}: {path.name} names a missing run {run_path}"
+                assert run_path in runs or run_path in aside, (
+                    f"P3 {when}: {path.name} names a missing run {run_path}"
+                )
                 capture = result.get("capture") or {}
                 if capture.get("status") == "generated":
                     generated[capture["captureKey"]] += 1
@@ -319,7 +337,7 @@ class PowerWorld(World):
     def final_check(self) -> None:
         with self.fs.guard("the final invariants"):
             report = self.check(counting=False, run_allowance=self.capture_allowance())
-            self.check_power(None, "at the end")
+            self.check_power(None, "at the end", at_end=True)
             for item in self.drops:
                 result = read_json(self.outbox / f"{item.request_id}{RESULT_SUFFIX}")
                 assert isinstance(result, dict)
@@ -400,6 +418,24 @@ def verify_bundle(bundle: Path, key: str) -> None:
     validate_bundle(bundle, key)
     info = json.loads(_read(bundle / "bundle.json") or b"null")
     assert isinstance(info, dict) and info.get("captureKey") == key, f"P1: {key}/bundle.json"
+
+
+def _can_exchange(directory: Path) -> bool:
+    """Whether this filesystem swaps two directories atomically (LazyFS: no, EINVAL)."""
+    first, second = directory / ".probe-a", directory / ".probe-b"
+    first.mkdir()
+    second.mkdir()
+    try:
+        return storage._exchange(first, second)
+    finally:
+        first.rmdir()
+        second.rmdir()
+
+
+def _asides_in(world: PowerWorld) -> list[Path]:
+    return [
+        p for root in (world.runs, world.telemetry) for p in _listdir(root) if ASIDE_MARK in p.name
+    ]
 
 
 def _is_temp(path: Path) -> bool:

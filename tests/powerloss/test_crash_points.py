@@ -17,6 +17,7 @@ from typing import NamedTuple
 
 import pytest
 
+from flowdrop.daemon.testing import read_json
 from tests.powerloss.powerworld import PowerWorld, Sampler
 from tests.reliability.reliability_world import Drop, record
 
@@ -107,10 +108,12 @@ REPLACE_POINTS = [
 def test_lazyfs_crash_while_replacing(power_world: PowerWorld, point: Point) -> None:
     """``forceCapture`` regenerates a bundle that exists and replays into a run that exists:
     both are replaced. A crash in the middle of a replacement must leave the old or the new
-    bundle/run under its name — never none (a result that succeeded earlier names that run)."""
+    bundle/run under its name, never none: the forced request, out of attempts after the crash,
+    ends ``interrupted``, and the first request dropped again reuses the *old* bundle and run
+    (a result that succeeded earlier names that run)."""
     world = power_world
     fs = world.fs
-    world.configure(workers=1)
+    world.configure(workers=1, max_attempts=1)
     world.start()
     rng = random.Random(point.name)
     first = world.drop_kind("telemetry, bundle generated", rng)
@@ -119,19 +122,24 @@ def test_lazyfs_crash_while_replacing(power_world: PowerWorld, point: Point) -> 
     before = world.snapshot()
     assert key in before.bundles
     fs.arm_crash(point.op, point.timing, point.from_rgx, point.to_rgx)
-    rid = "force1"
-    body = world.body(rid, "telemetry", telemetry={"captureDirectory": key})
+    body = world.body("force1", "telemetry", telemetry={"captureDirectory": key})
     body["options"] = {"forceCapture": True}
     world.forced[key] += 1
+    forced = Drop("force1.json", "force1", "done", "failed", "interrupted")
     with Sampler(world):
-        world.submit(body, f"{rid}.json", Drop(f"{rid}.json", rid, "done", "succeeded"), "force")
+        world.submit(body, "force1.json", forced, "telemetry, forced regeneration")
         fired = fs.wait_crashed(timeout=30)
     assert fired, f"the crash at {point.name} never fired"
     world.kill_daemons()
     fs.remount()
     world.after_cut(before, f"after a LazyFS crash at {point.name}")
+    again = world.body("again1", "telemetry", telemetry={"captureDirectory": key})
+    world.submit(again, "again1.json", Drop("again1.json", "again1", "done", "succeeded"), "again")
     world.start()
     world.wait_settled(timeout=60)
     assert world.daemons[-1].stop() == 0
     world.final_check()
+    result = read_json(world.outbox / "again1.result.json")
+    assert result["capture"]["status"] == "reused", result["capture"]
+    assert result["run"]["wasReused"] is True, result["run"]
     world.sweep_check()

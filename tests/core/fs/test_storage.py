@@ -6,6 +6,7 @@ import errno
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -205,3 +206,61 @@ def test_the_filesystem_type_is_read_from_mountinfo(tmp_path: Path) -> None:
     if not Path("/proc/self/mountinfo").exists():
         pytest.skip("no /proc/self/mountinfo")
     assert storage.filesystem_type(tmp_path) is not None
+
+
+def test_publish_dir_with_replace_exchanges_without_a_moment_of_absence(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """renameat2(RENAME_EXCHANGE) swaps the trees in one step: ``final`` is never renamed aside
+    (a power cut between two renames left no run/bundle under its name: power-loss suite)."""
+    final, staging = tmp_path / "run", tmp_path / ".tmp-run.new"
+    final.mkdir()
+    (final / "v").write_text("old")
+    staging.mkdir()
+    (staging / "v").write_text("new")
+    renames: list[tuple[str, str]] = []
+    real_rename = os.rename
+    monkeypatch.setattr(
+        os, "rename", lambda a, b: (renames.append((str(a), str(b))), real_rename(a, b))[1]
+    )
+    publish_dir(staging, final, replace=True)
+    assert (final / "v").read_text() == "new"
+    assert renames == []  # one exchange, no rename aside
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+
+
+def test_without_exchange_a_crash_between_the_renames_is_undone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where the filesystem cannot exchange (NFS, LazyFS), the old tree renamed aside by a
+    publish that crashed before its second rename is put back on the next look, and the debris
+    sweep restores rather than deletes it."""
+    monkeypatch.setattr(storage, "_exchange", lambda _a, _b: False)
+    final, staging = tmp_path / "run", tmp_path / ".tmp-run.new"
+    final.mkdir()
+    (final / "v").write_text("old")
+    staging.mkdir()
+    (staging / "v").write_text("new")
+    real_rename = os.rename
+
+    def crash_on_second(a: object, b: object) -> None:
+        if str(a).endswith(".new"):
+            raise KeyboardInterrupt("power cut")
+        real_rename(a, b)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "rename", crash_on_second)
+    with pytest.raises(KeyboardInterrupt):
+        publish_dir(staging, final, replace=True)
+    monkeypatch.setattr(os, "rename", real_rename)
+    assert not final.exists()
+    assert storage.exists_or_restore(final)
+    assert (final / "v").read_text() == "old"
+    # The sweep: an old aside whose final is missing comes back; one beside its final goes.
+    real_rename(final, tmp_path / ".tmp-run.old.0123456789ab")
+    (tmp_path / ".tmp-other.old.0123456789ab").mkdir()
+    (tmp_path / "other").mkdir()
+    removed = sweep_stale_temps(tmp_path, older_than=0, now=time.time() + 10)
+    assert (final / "v").read_text() == "old"
+    assert removed == [".tmp-other.old.0123456789ab", ".tmp-run.new"]  # + the staging debris
+    assert not (tmp_path / ".tmp-other.old.0123456789ab").exists()
+    assert not (tmp_path / ".tmp-run.old.0123456789ab").exists()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
 import os
 import shutil
 import time
@@ -157,14 +158,25 @@ def publish_dir(
 ) -> None:
     """Make a fully written staging directory visible under ``final`` with one rename.
 
-    With ``replace`` an existing ``final`` is first renamed aside and removed after the swap, so
-    readers never see a missing or half-written directory under the final name. Without it an
+    With ``replace`` an existing ``final`` is swapped with the staging directory in one
+    ``renameat2(RENAME_EXCHANGE)`` and the old tree removed, so readers never see a missing or
+    half-written directory under the final name (where the filesystem cannot exchange, see
+    :func:`exists_or_restore`). Without it an
     existing ``final`` makes this raise ``FileExistsError`` (the caller decides what that means).
     """
     try:
         sync_tree(staging)
         if final.exists() and replace:
-            aside = final.with_name(f"{TEMP_PREFIX}{final.name}.old.{uuid.uuid4().hex[:12]}")
+            if _exchange(staging, final):
+                # One atomic step: ``final`` is the new tree, ``staging`` the old one (debris a
+                # crash leaves under a temporary name, swept like any staging directory).
+                fsync_dir(final.parent)
+                shutil.rmtree(staging, ignore_errors=True)
+                return
+            # No RENAME_EXCHANGE here (NFS, some FUSE filesystems): two renames, with a moment
+            # in between where ``final`` is missing. A crash in that moment leaves the old tree
+            # aside; :func:`exists_or_restore` and the debris sweep put it back.
+            aside = final.with_name(f"{TEMP_PREFIX}{final.name}{ASIDE_MARK}{uuid.uuid4().hex[:12]}")
             os.rename(final, aside)
             os.rename(staging, final)
             fsync_dir(final.parent)
@@ -178,6 +190,51 @@ def publish_dir(
         raise
     except OSError as exc:
         raise _storage_error("publish", final, exc, root=root) from exc
+
+
+ASIDE_MARK = ".old."  # ".tmp-<name>.old.<hex>": a replaced tree renamed aside
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+_UNSUPPORTED = {errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP}
+
+
+def _exchange(first: Path, second: Path) -> bool:
+    """Swap two paths atomically (``renameat2(RENAME_EXCHANGE)``); False where unsupported."""
+    global _libc
+    if _libc is None:
+        _libc = ctypes.CDLL(None, use_errno=True)
+    renameat2 = getattr(_libc, "renameat2", None)
+    if renameat2 is None:
+        return False
+    args = (_AT_FDCWD, os.fsencode(first), _AT_FDCWD, os.fsencode(second), _RENAME_EXCHANGE)
+    if renameat2(*args) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in _UNSUPPORTED:
+        return False
+    raise OSError(code, os.strerror(code), str(second))
+
+
+def _asides(final: Path) -> list[Path]:
+    prefix = f"{TEMP_PREFIX}{final.name}{ASIDE_MARK}"
+    try:
+        names = [n for n in os.listdir(final.parent) if n.startswith(prefix)]
+    except OSError:
+        return []
+    return [final.parent / n for n in names if len(n) == len(prefix) + 12]
+
+
+def exists_or_restore(final: Path) -> bool:
+    """Whether ``final`` exists — after putting back the tree a crash left renamed aside in the
+    middle of a replacing :func:`publish_dir` (only where the filesystem cannot exchange)."""
+    if final.exists():
+        return True
+    for aside in sorted(_asides(final), key=lambda p: p.stat().st_mtime, reverse=True):
+        with contextlib.suppress(OSError):
+            os.rename(aside, final)  # fails harmlessly if a writer published meanwhile
+            fsync_dir(final.parent)
+            break
+    return final.exists()
 
 
 def remove_tree(path: Path) -> None:
@@ -204,6 +261,11 @@ def sweep_stale_temps(directory: Path, *, older_than: float, now: float | None =
         try:
             if entry.stat(follow_symlinks=False).st_mtime > cutoff:
                 continue
+            if ASIDE_MARK in entry.name:
+                final = Path(directory) / entry.name[len(TEMP_PREFIX) :].rsplit(ASIDE_MARK, 1)[0]
+                restored = exists_or_restore(final)
+                if not restored or not os.path.lexists(entry.path):
+                    continue  # the last copy of a replaced tree: put back (or kept), not removed
             if entry.is_dir(follow_symlinks=False):
                 shutil.rmtree(entry.path)
             else:

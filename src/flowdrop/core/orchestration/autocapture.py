@@ -20,6 +20,7 @@ from flowdrop.core.contract import CaptureStatus, Mode, Phase, RunResult, RunSum
 from flowdrop.core.errors import ErrorCode, FlowdropError
 from flowdrop.core.fs.failpoints import failpoint
 from flowdrop.core.fs.locking import lock_path
+from flowdrop.core.fs.storage import exists_or_restore
 from flowdrop.core.orchestration.bundlegeneration import generate_bundle
 from flowdrop.core.orchestration.bundlereuse import reused_capture
 from flowdrop.core.orchestration.dryrun import telemetry_plan
@@ -38,7 +39,7 @@ def run_telemetry(req: ValidatedRequest, ctx: RunContext) -> RunResult:
     assert key is not None and bundle_dir is not None  # validated for every telemetry request
     ctx.log = ctx.log.bind(captureKey=key, runId=req.target.run_id)
     run_id = req.target.run_id
-    present = bundle_dir.exists()
+    present = exists_or_restore(bundle_dir)
     must_generate = options.force_capture or not present
     # Every path this request may write is checked before anything is written.
     if run_id is not None:

@@ -21,7 +21,7 @@ from flowdrop.core.contract import Mode, RunSummary, RunWarning
 from flowdrop.core.errors import ErrorCode, FlowdropError
 from flowdrop.core.fs.failpoints import failpoint
 from flowdrop.core.fs.sandbox import check_id, resolve_inside
-from flowdrop.core.fs.storage import make_staging_dir, publish_dir, remove_tree
+from flowdrop.core.fs.storage import exists_or_restore, make_staging_dir, publish_dir, remove_tree
 
 
 @dataclass(frozen=True)
@@ -134,7 +134,7 @@ class RunStore:
     def reuse(self, run_id: str, mode: Mode, template: engine.Template) -> RunSummary | None:
         """The summary of an existing run ``run_id``, or ``None`` when there is none."""
         run_dir = self.path(run_id)
-        if not run_dir.exists():
+        if not exists_or_restore(run_dir):
             return None
         metadata_path = run_dir / "model" / "metadata.json"
         try:
