@@ -80,7 +80,8 @@ class Trace:
                 continue
             match = CALL.match(line)
             if match:
-                counts[categorize(match.group(3), self.base)] += 1
+                what = categorize(match.group(3), self.base)
+                counts[f"syncfs ({what})" if match.group(1) == "syncfs" else what] += 1
             elif line.strip():
                 counts["other"] += 1
         return counts
