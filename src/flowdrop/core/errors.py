@@ -33,6 +33,7 @@ class ErrorCode(StrEnum):
     STORAGE_ERROR = "storage_error"
     REPORT_UNAVAILABLE = "report_unavailable"
     INTERRUPTED = "interrupted"
+    TIMEOUT = "timeout"
     INTERNAL_ERROR = "internal_error"
 
 

@@ -31,12 +31,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import structlog
+
 from flowdrop.core.contract import parse_request
 from flowdrop.core.errors import ErrorCode, FlowdropError
 from flowdrop.core.fs.failpoints import failpoint
 from flowdrop.core.fs.locking import try_flock
-from flowdrop.core.fs.storage import fsync_dir
+from flowdrop.core.fs.storage import fsync_dir, sweep_stale_temps
+from flowdrop.daemon.config import Settings
 from flowdrop.daemon.spool import Spool, is_request_name
+
+log = structlog.get_logger("flowdrop.daemon")
 
 
 class Decision(enum.Enum):
@@ -205,3 +210,20 @@ def list_work(spool: Spool) -> list[str]:
         return sorted(p.name for p in spool.work.iterdir())
     except FileNotFoundError:
         return []
+
+
+def sweep_debris(spool: Spool, settings: Settings) -> None:
+    """Remove temporaries a crash (ours or a peer's) left in the outbox, spool and roots."""
+    places = (
+        spool.outbox,
+        spool.quarantine,
+        spool.done,
+        spool.ledger,
+        spool.state,
+        settings.runs_root,
+        settings.telemetry_root,
+    )
+    for place in places:
+        removed = sweep_stale_temps(place, older_than=settings.temp_max_age)
+        if removed:
+            log.warning("temp_debris_removed", directory=place.name, names=removed)

@@ -135,6 +135,12 @@ class Settings(BaseModel):
     # Crash debris (.tmp-* files and staging dirs) older than this is removed at start.
     temp_max_age: float = Field(default=3600.0, ge=60, le=30 * 86_400)
     drain_timeout: float = Field(default=60.0, ge=0, le=3600)
+    # CPU-bound work (the orchestrator) in child processes; the spool stays in the daemon.
+    worker_processes: bool = True
+    # A request running longer ends failed/timeout and its worker process is replaced.
+    request_timeout: float = Field(default=300.0, gt=0, le=7 * 86_400)
+    # RLIMIT_AS of each worker process, in MiB (none by default).
+    worker_memory_limit_mb: int | None = Field(default=None, ge=64, le=1_048_576)
     # Models remembered per (template, mode, parameters) by each worker; 0 turns the cache off.
     compile_cache_size: int = Field(default=64, ge=0, le=100_000)
     health_interval: float = Field(default=5.0, gt=0, le=600)

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from flowdrop.core.engine.compilecache import CacheStats
 from flowdrop.core.fs.storage import atomic_write_bytes
 
 
@@ -33,6 +34,10 @@ class HealthSnapshot:
     counters: dict[str, int] = field(default_factory=dict)
     observer_restarts: int = 0
     overflows: int = 0
+    worker_processes: int = 0  # alive; 0 when the orchestrator runs in threads
+    worker_processes_replaced: int = 0
+    timeouts: int = 0
+    compile_cache: CacheStats = field(default_factory=lambda: CacheStats(0, 0, 0, 0, 0))
 
     def to_json(self) -> dict[str, Any]:
         def iso(value: datetime | None) -> str | None:
@@ -56,6 +61,14 @@ class HealthSnapshot:
             "draining": self.draining,
             "observerRestarts": self.observer_restarts,
             "overflows": self.overflows,
+            "workerProcesses": self.worker_processes,
+            "workerProcessesReplaced": self.worker_processes_replaced,
+            "timeouts": self.timeouts,
+            "compileCache": {
+                "hits": self.compile_cache.hits,
+                "misses": self.compile_cache.misses,
+                "entries": self.compile_cache.entries,
+            },
             "counters": dict(sorted(self.counters.items())),
             "updatedAt": datetime.now(UTC).isoformat(),
         }

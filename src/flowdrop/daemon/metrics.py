@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flowdrop.core.engine.compilecache import shared_cache
 from flowdrop.core.fs.storage import atomic_write_bytes
 from flowdrop.daemon.health import HealthSnapshot
 
@@ -92,7 +91,25 @@ def render(snapshot: HealthSnapshot, durations: dict[str, float]) -> str:
         "Times the inbox observer died and was restarted.",
         [("", snapshot.observer_restarts)],
     )
-    cache = shared_cache().stats()
+    metric(
+        "flowdrop_worker_processes",
+        "gauge",
+        "Worker processes alive (0 when the orchestrator runs in the worker threads).",
+        [("", snapshot.worker_processes)],
+    )
+    metric(
+        "flowdrop_worker_processes_replaced_total",
+        "counter",
+        "Worker processes replaced after they died or ran past request_timeout.",
+        [("", snapshot.worker_processes_replaced)],
+    )
+    metric(
+        "flowdrop_request_timeouts_total",
+        "counter",
+        "Requests that ended failed/timeout.",
+        [("", snapshot.timeouts)],
+    )
+    cache = snapshot.compile_cache
     metric(
         "flowdrop_compile_cache_lookups_total",
         "counter",

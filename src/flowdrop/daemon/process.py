@@ -42,6 +42,7 @@ from flowdrop.daemon.spool import (
     quarantine,
 )
 from flowdrop.daemon.stats import Stats
+from flowdrop.daemon.workerlost import WorkerLost
 
 log = structlog.get_logger("flowdrop.daemon")
 
@@ -69,6 +70,28 @@ def default_processor(settings: Settings) -> Processor:
         return orchestrator.orchestrate(request, roots, request_id=request_id, progress=progress)
 
     return run
+
+
+def make_handler(
+    settings: Settings,
+    spool: Spool,
+    processor: Processor,
+    stats: Stats,
+    should_stop: Callable[[], bool],
+) -> RequestHandler:
+    """The handler for ``settings``: limits, the path scrubber of every root, ``processor``."""
+    scrub = Scrubber(
+        {
+            "spool": settings.spool,
+            "runs": settings.runs_root,
+            "telemetry": settings.telemetry_root,
+            **{f"templates{i}": path for i, path in enumerate(settings.templates)},
+        }
+    )
+    limits = Limits(settings.max_request_bytes, settings.max_attempts)
+    return RequestHandler(
+        spool, processor, limits, scrub=scrub, stats=stats, should_stop=should_stop
+    )
 
 
 @dataclass(frozen=True)
@@ -270,6 +293,8 @@ class RequestHandler:
         with runs_in_use(self.spool, request.template_id):
             try:
                 result = self.processor(request, request_id, progress)
+            except WorkerLost:
+                raise  # like a crash of the daemon: the file stays in work/ and is resumed
             except Exception as exc:
                 if not isinstance(exc, FlowdropError):
                     log.exception("processor_crashed", requestId=request_id)

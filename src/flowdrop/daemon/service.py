@@ -19,20 +19,26 @@ from pathlib import Path
 
 import structlog
 
-from flowdrop.core.fs.storage import sweep_stale_temps
-from flowdrop.daemon.claim import list_inbox, list_work, recover_dead_instances
+from flowdrop.core.engine import compilecache
+from flowdrop.daemon.claim import list_inbox, list_work, recover_dead_instances, sweep_debris
 from flowdrop.daemon.config import ConfigError, Settings, WatchMode, load_settings
 from flowdrop.daemon.health import HealthSnapshot
 from flowdrop.daemon.notify import Notifier
-from flowdrop.daemon.process import Limits, ProcessorFactory, RequestHandler, default_processor
+from flowdrop.daemon.process import (
+    ProcessorFactory,
+    RequestHandler,
+    default_processor,
+    make_handler,
+)
 from flowdrop.daemon.reporter import Reporter
 from flowdrop.daemon.schedule import Schedule
-from flowdrop.daemon.spool import InstanceLock, Scrubber, Spool
+from flowdrop.daemon.spool import InstanceLock, Spool
 from flowdrop.daemon.stats import Stats
 from flowdrop.daemon.statuspage import StatusPageKeeper
 from flowdrop.daemon.waker import Waker
 from flowdrop.daemon.watcher import InboxWatcher, OverflowDetector, choose_mode
 from flowdrop.daemon.worker import WorkerPool, WorkQueue
+from flowdrop.daemon.workerprocs import WorkerProcesses, WorkerStats
 
 log = structlog.get_logger("flowdrop.daemon")
 
@@ -76,6 +82,9 @@ class Daemon:
         self.reporter = Reporter(self.notifier)
         # The spool overview page is kept by its own thread, never on a request's path.
         self.status_page = StatusPageKeeper(self.spool, settings.runs_root)
+        # The orchestrator runs in worker processes; a custom processor runs in the threads.
+        custom = processor_factory is not default_processor or settings.processor
+        self.procs = WorkerProcesses(settings) if settings.worker_processes and not custom else None
         self.handler = self._make_handler(settings)
         self.pool = WorkerPool(self)
 
@@ -125,21 +134,13 @@ class Daemon:
     # --- setup -----------------------------------------------------------------------------
 
     def _make_handler(self, settings: Settings) -> RequestHandler:
-        scrub = Scrubber(
-            {
-                "spool": settings.spool,
-                "runs": settings.runs_root,
-                "telemetry": settings.telemetry_root,
-                **{f"templates{i}": path for i, path in enumerate(settings.templates)},
-            }
+        processor = (
+            self.processor_factory(settings)
+            if self.procs is None
+            else self.procs.processor(settings.request_timeout)
         )
-        return RequestHandler(
-            self.spool,
-            self.processor_factory(settings),
-            Limits(settings.max_request_bytes, settings.max_attempts),
-            scrub=scrub,
-            stats=self.stats,
-            should_stop=lambda: self.stop_requested,
+        return make_handler(
+            settings, self.spool, processor, self.stats, lambda: self.stop_requested
         )
 
     def _prepare(self) -> None:
@@ -157,23 +158,7 @@ class Daemon:
                 raise StartupError(msg)
             time.sleep(0.1)
         self.spool.work.mkdir(parents=True, exist_ok=True)  # only now: see Spool.ensure
-        self._sweep_debris()
-
-    def _sweep_debris(self) -> None:
-        """Remove temporaries a crash (ours or a peer's) left in the outbox, spool and roots."""
-        places = (
-            self.spool.outbox,
-            self.spool.quarantine,
-            self.spool.done,
-            self.spool.ledger,
-            self.spool.state,
-            self.settings.runs_root,
-            self.settings.telemetry_root,
-        )
-        for place in places:
-            removed = sweep_stale_temps(place, older_than=self.settings.temp_max_age)
-            if removed:
-                log.warning("temp_debris_removed", directory=place.name, names=removed)
+        sweep_debris(self.spool, self.settings)
 
     def _arm(self) -> None:
         self._mode = choose_mode(self.settings.watch, self.spool.inbox)
@@ -236,6 +221,7 @@ class Daemon:
     def snapshot(self) -> HealthSnapshot:
         counts, _ = self.stats.snapshot()
         age = time.monotonic() - self._last_scan if self._last_scan_wall else None
+        procs = self.procs.stats() if self.procs is not None else WorkerStats()
         return HealthSnapshot(
             instance=self.settings.instance,
             pid=os.getpid(),
@@ -252,6 +238,12 @@ class Daemon:
             counters=counts,
             observer_restarts=self._watcher.restarts if self._watcher else 0,
             overflows=self._overflow.count,
+            worker_processes=procs.alive,
+            worker_processes_replaced=procs.replaced,
+            timeouts=procs.timeouts,
+            compile_cache=(
+                self.procs.cache_stats() if self.procs else compilecache.shared_cache().stats()
+            ),
         )
 
     def _report(self, force: bool = False) -> None:
@@ -287,6 +279,8 @@ class Daemon:
         self.handler = handler
         self.pool.resize(new.workers)
         self.status_page.apply(new.status_page)
+        if self.procs is not None:
+            self.procs.resize(new.workers, new)
         if new.watch != old_mode:
             self._disarm()
             self._arm()
@@ -325,6 +319,8 @@ class Daemon:
         self._prepare()
         try:
             self._arm()
+            if self.procs is not None:
+                self.procs.start(self.settings.workers)
             self.pool.start()
             self.status_page.apply(self.settings.status_page)
             queued = self.scan()
@@ -365,6 +361,8 @@ class Daemon:
         finally:
             self.status_page.stop()
             self._disarm()
+            if self.procs is not None:
+                self.procs.close()
             with contextlib.suppress(OSError):
                 self.spool.work.rmdir()  # only when empty: leftovers stay for recovery
             self._lock.release()

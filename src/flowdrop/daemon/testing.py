@@ -250,3 +250,42 @@ def mini_template(template_id: str, key: str | None, extra: str = "") -> str:
     """The text of a tiny valid template; ``key`` becomes ``metadata.captureKey`` when given."""
     capture = f"  captureKey: {key}\n" if key else ""
     return _MINI_TEMPLATE.format(id=template_id, key=capture, extra=extra)
+
+
+def expensive_template(
+    template_id: str, *, bins: int = 10_000, nodes: int = 60, taps: int = 8_000
+) -> str:
+    """An operator's template that is expensive on purpose: a chain of wide CONV kernels."""
+    kernel = ", ".join(["0.0001"] * taps)
+    chain = "".join(
+        f'  - id: stage_{i}\n    kind: expr\n    expr: "CONV(stage_{i - 1}, [{kernel}])"\n'
+        for i in range(1, nodes + 1)
+    )
+    return (
+        f"schemaVersion: 1\nmetadata:\n  id: {template_id}\n  title: Expensive\n"
+        f"  version: 1.0.0\nwindow:\n  start: 2025-01-01T00:00:00Z\n  timezone: UTC\n"
+        f"grid:\n  bins: {bins}\n  binSize: 1\n  binUnit: minutes\n"
+        "topology:\n  nodes:\n    - id: Pipeline\n      kind: service\n      semantics:\n"
+        f"        arrivals: stage_0\n        served: stage_{nodes}\n  edges: []\n"
+        f'nodes:\n  - id: stage_0\n    kind: expr\n    expr: "10 + 0"\n{chain}'
+        f"outputs:\n  - series: stage_{nodes}\n    as: last.csv\n"
+    )
+
+
+def fixed_clock_orchestrator(settings: Settings) -> Processor:
+    """The orchestrator with the clock of tests/e2e/test_run_bytes.py (for byte comparisons)."""
+    from datetime import UTC, datetime
+
+    from flowdrop.core.orchestration import orchestrator
+
+    fixed = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
+    roots = orchestrator.Roots(
+        runs=settings.runs_root, telemetry=settings.telemetry_root, templates=settings.templates
+    )
+
+    def run(request: RunRequest, request_id: str, progress: ProgressCallback) -> RunResult:
+        return orchestrator.orchestrate(
+            request, roots, request_id=request_id, progress=progress, clock=lambda: fixed
+        )
+
+    return run
