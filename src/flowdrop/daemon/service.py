@@ -20,6 +20,7 @@ from pathlib import Path
 import structlog
 
 from flowdrop.core.engine import compilecache
+from flowdrop.core.fs import failpoints
 from flowdrop.daemon.claim import list_inbox, list_work, recover_dead_instances, sweep_debris
 from flowdrop.daemon.config import ConfigError, Settings, WatchMode, load_settings
 from flowdrop.daemon.health import HealthSnapshot
@@ -82,9 +83,11 @@ class Daemon:
         self.reporter = Reporter(self.notifier)
         # The spool overview page is kept by its own thread, never on a request's path.
         self.status_page = StatusPageKeeper(self.spool, settings.runs_root)
-        # The orchestrator runs in worker processes; a custom processor runs in the threads.
+        # The orchestrator runs in worker processes; a custom processor (or any code under
+        # armed failpoints, which crash "the daemon") runs in the threads.
         custom = processor_factory is not default_processor or settings.processor
-        self.procs = WorkerProcesses(settings) if settings.worker_processes and not custom else None
+        in_threads = custom or failpoints.armed() or not settings.worker_processes
+        self.procs = None if in_threads else WorkerProcesses(settings)
         self.handler = self._make_handler(settings)
         self.pool = WorkerPool(self)
 

@@ -33,6 +33,15 @@ def _configured() -> dict[str, tuple[str, int | None]]:
     return points
 
 
+def armed() -> bool:
+    """Whether any failpoint is configured for this process.
+
+    The daemon then runs the orchestrator in its own threads, not in worker processes: a
+    failpoint's ``kill`` means "the daemon crashes here" and ``@N`` counts hits in one process.
+    """
+    return bool(_configured())
+
+
 def failpoint(name: str) -> None:
     """Trigger the action configured for ``name``, if any."""
     configured = _configured()
