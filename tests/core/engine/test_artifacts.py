@@ -140,9 +140,16 @@ def test_served_above_arrivals_is_a_warning(tmp_path: Path) -> None:
         ]
     }
     info = write(hello(topology), tmp_path / "run")
-    assert [w["code"] for w in info.warnings] == ["served_exceeds_arrivals"]
-    assert info.warnings[0]["bins"] == [0, 1, 2, 3, 4]
-    assert info.warnings[0]["nodeId"] == "Svc"
+    flagged = [w for w in info.warnings if w["severity"] == "warning"]
+    assert [w["code"] for w in flagged] == ["served_exceeds_arrivals"]
+    assert flagged[0]["bins"] == [0, 1, 2, 3, 4]
+    assert flagged[0]["nodeId"] == "Svc"
+    # A service without capacity, processing time or served count also gets upstream's infos.
+    assert [w["code"] for w in info.warnings if w["severity"] == "info"] == [
+        "missing_capacity_series",
+        "missing_processing_time_series",
+        "missing_served_count_series",
+    ]
 
 
 def test_edge_lag_warning_escapes_quotes(tmp_path: Path) -> None:
@@ -156,7 +163,8 @@ def test_edge_lag_warning_escapes_quotes(tmp_path: Path) -> None:
     }
     info = write(hello(topology), tmp_path / "run")
     assert "edge_a_b_flowVolume@EDGE_A_B_FLOWVOLUME@DEFAULT" in info.series_ids
-    assert info.warnings[-1]["code"] == "edge_behavior_violation_lag"
+    lag = next(w for w in info.warnings if w["code"] == "edge_behavior_violation_lag")
+    assert lag["nodeId"] == "A" and lag["edgeIds"] == ["a_b"] and lag["bins"] == []
     raw = (tmp_path / "run/run.json").read_text(encoding="utf-8-sig")
     assert "Edge \\u0027a_b\\u0027 applies a lag of 2 bin(s)." in raw
 

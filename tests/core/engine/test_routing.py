@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from flowdrop.core.engine.graph import Graph, Node
-from flowdrop.core.engine.routing import route_volumes
+from flowdrop.core.engine.routing import router_overrides
 
 
 def graph(routes: list[tuple[str, tuple[str, ...], float]]) -> Graph:
@@ -20,16 +20,15 @@ def test_class_routes_accumulate_and_weights_split_the_rest() -> None:
         "src": {"A": np.array([2.0, 4.0]), "B": np.array([3.0, 6.0]), "C": np.array([5.0, 10.0])}
     }
     routes = [("x", ("A",), 1.0), ("x", ("B",), 1.0), ("y", (), 3.0), ("z", (), 1.0)]
-    volumes, split = route_volumes(graph(routes), series, classes)
+    volumes = router_overrides(graph(routes), series, classes)
     assert volumes["x"].tolist() == [5, 10]
     assert volumes["y"].tolist() == [3.75, 7.5]
     assert volumes["z"].tolist() == [1.25, 2.5]
-    assert split["y"]["C"].tolist() == [3.75, 7.5]
 
 
 def test_non_positive_weight_sum_splits_evenly() -> None:
     """When weights sum to <= 0 the count is used instead."""
-    volumes, _ = route_volumes(
+    volumes = router_overrides(
         graph([("x", (), 0.0), ("y", (), 0.0)]), {"src": np.array([4.0, 8.0])}, {}
     )
     assert volumes["x"].tolist() == [0, 0]

@@ -327,3 +327,47 @@ def test_dry_run_writes_nothing(tmp_path: Path) -> None:
     out, result = _capture(tmp_path, make_run(tmp_path), dry_run=True)
     assert len(result.files) == 6
     assert list(out.iterdir()) == []
+
+
+CLASS_TEMPLATES = (
+    "transportation-basic-classes",
+    "supply-chain-multi-tier-classes",
+    "it-document-processing-continuous",
+)
+
+
+@pytest.mark.parametrize("template_id", CLASS_TEMPLATES)
+def test_a_class_template_bundle_holds_every_per_class_semantics_series(
+    template_id: str, tmp_path: Path
+) -> None:
+    """Capture binds every index entry of a topology semantics series, per class too: the
+    classed expressions the class pass now reaches (e.g. served_airport, restock_losses,
+    *_dlq_served_zero) are in the bundle."""
+    from flowdrop.core import engine
+    from tests.realtemplates import real_template_paths
+
+    path = next((p for p in real_template_paths() if p.stem == template_id), None)
+    if path is None:
+        pytest.skip("real FlowTime templates not found")
+    engine.simulate(engine.load_template(path), {}, tmp_path / "run", rng_seed=7)
+    (tmp_path / "bundle").mkdir()
+    capture_run(tmp_path / "run", tmp_path / "bundle", now=NOW)
+    manifest = json.loads((tmp_path / "bundle" / "manifest.json").read_text())
+    spec = yaml.safe_load((tmp_path / "run" / "spec.yaml").read_text(encoding="utf-8-sig"))
+    fields = ("arrivals", "served", "errors", "externalDemand", "queueDepth", "capacity")
+    bound = [
+        str(tnode["semantics"][f]).split("/")[-1].split("@")[0]
+        for tnode in spec["topology"]["nodes"]
+        for f in fields
+        if tnode["semantics"].get(f)
+    ]
+    index = json.loads((tmp_path / "run/series/index.json").read_text(encoding="utf-8-sig"))
+    per_class: dict[str, int] = {}
+    for entry in index["series"]:
+        if entry["kind"] == "flow" and entry["class"] != "DEFAULT":
+            name = entry["id"].split("@")[0]
+            per_class[name] = per_class.get(name, 0) + 1
+    # one file per (topology node, metric, class entry of the bound series)
+    classed = [f for f in manifest["files"] if f["classId"] != "DEFAULT"]
+    assert len(classed) == sum(per_class.get(series, 0) for series in bound)
+    assert manifest["supportsClassMetrics"] is True

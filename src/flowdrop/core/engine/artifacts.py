@@ -19,7 +19,6 @@ import numpy as np
 
 from flowdrop.core.engine.evaluation import Evaluation
 from flowdrop.core.engine.graph import compile_document
-from flowdrop.core.engine.invariants import analyze
 from flowdrop.core.engine.rundocs import (
     class_coverage,
     metadata_document,
@@ -30,6 +29,8 @@ from flowdrop.core.engine.rundocs import (
     telemetry_manifest_document,
     template_provenance,
 )
+from flowdrop.core.engine.runwarnings import run_warnings
+from flowdrop.core.engine.seriesplan import DEFAULT_CLASS, plan_series
 from flowdrop.core.hashing import (
     DEFAULT_RNG_SEED,
     RNG_KIND,
@@ -137,34 +138,27 @@ def render_run(
     entries: list[dict[str, Any]] = []
     hashes: dict[str, str] = {}
     captured: set[str] = set()
-
-    def emit(sid: str, values: FloatArray, kind: str, component: str, cls: str) -> None:
-        data = csv_bytes(values)
+    for planned in plan_series(selected, context, evaluation.classes, evaluation.edge_list):
+        sid, cls = planned.series_id, planned.class_id
+        data = csv_bytes(planned.values)
         files[f"series/{sid}.csv"] = data
         digest = sha256_bytes(data)
         hashes[sid] = digest
+        if planned.kind == "flow" and cls != DEFAULT_CLASS:
+            captured.add(cls)
         entries.append(
             {
                 "id": sid,
-                "kind": kind,
+                "kind": planned.kind,
                 "path": f"series/{sid}.csv",
                 "unit": UNIT,
-                "componentId": component,
+                "componentId": planned.component,
                 "class": cls,
-                "classKind": "fallback" if cls == "DEFAULT" else "specific",
-                "points": int(values.shape[0]),
+                "classKind": "fallback" if cls == DEFAULT_CLASS else "specific",
+                "points": int(planned.values.shape[0]),
                 "hash": digest,
             }
         )
-
-    for node_id in selected:
-        emit(series_id(node_id), context[node_id], "flow", node_id.upper(), "DEFAULT")
-        for cls, values in evaluation.classes.get(node_id, {}).items():
-            if np.isfinite(values).any():
-                captured.add(cls)
-                emit(series_id(node_id, cls), values, "flow", node_id.upper(), cls)
-    for key, values in evaluation.edges.items():
-        emit(series_id(key), values, "edge", key.upper(), "DEFAULT")
 
     coverage = class_coverage(declared, captured)
     classes_json = [
@@ -175,7 +169,7 @@ def render_run(
         }
         for c in model.classes
     ]
-    warnings = analyze(topology or {}, evaluation)
+    warnings = run_warnings(evaluation)
     provenance_doc = dict(provenance) if provenance is not None else None
     if provenance_doc is None and template is not None:
         provenance_doc = template_provenance(

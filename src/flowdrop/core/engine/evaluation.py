@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from flowdrop.core.engine.classes import class_contributions
-from flowdrop.core.engine.edges import edge_series
+from flowdrop.core.engine.contributions import build_contributions
+from flowdrop.core.engine.edges import EdgeSeries, materialize_edges
 from flowdrop.core.engine.graph import Graph, Node, build_graph
 from flowdrop.core.engine.queues import (
     QueueState,
@@ -22,7 +22,7 @@ from flowdrop.core.engine.queues import (
     normalise_limit,
     run_queue,
 )
-from flowdrop.core.engine.routing import route_volumes
+from flowdrop.core.engine.routing import router_overrides
 from flowdrop.core.errors import ErrorCode, FlowdropError
 from flowdrop.core.numerics import FloatArray
 from flowdrop.core.templating.expressions import ExpressionError, evaluate_bin
@@ -40,6 +40,9 @@ class Evaluation(Mapping[str, FloatArray]):
     edge_classes: dict[str, dict[str, FloatArray]] = field(default_factory=dict)
     class_ids: list[str] = field(default_factory=list)
     graph: Graph | None = None
+    # Every edge series in upstream's materializer order (``edges``/``edge_classes`` index it).
+    edge_list: list[EdgeSeries] = field(default_factory=list)
+    router_diagnostics: list[tuple[str, str, str]] = field(default_factory=list)
 
     def __getitem__(self, key: str) -> FloatArray:
         return self.series[key]
@@ -210,20 +213,30 @@ def _evaluate_model(
     model: Model, graph: Graph, seeds: dict[str, dict[str, FloatArray]]
 ) -> Evaluation:
     series = evaluate_graph(graph)
-    classes = class_contributions(graph, series, seeds)
     if graph.routers:
-        overrides, routed_classes = route_volumes(graph, series, classes)
+        # Class routes split the router source by the class pass of the initial totals, as
+        # upstream's RouterFlowMaterializer does (seeds stand in for captured classes on replay).
+        initial = build_contributions(graph, series, seeds)
+        overrides = router_overrides(graph, series, initial.classes)
         if overrides:
             series = evaluate_graph(graph, overrides)
-            classes = class_contributions(graph, series, {**seeds, **routed_classes})
-    declared = [str(c.get("id")) for c in model.classes]
-    edges, edge_classes = edge_series(model, graph, series, classes)
+    contributions = build_contributions(graph, series, seeds)
+    edge_list = materialize_edges(graph.topology, graph, series, contributions.classes)
+    edges: dict[str, FloatArray] = {}
+    edge_classes: dict[str, dict[str, FloatArray]] = {}
+    for item in edge_list:
+        if item.class_id is None:
+            edges[item.key] = item.values
+        else:
+            edge_classes.setdefault(item.key, {})[item.class_id] = item.values
     return Evaluation(
         series=series,
         order=list(graph.order),
-        classes=classes,
+        classes=contributions.classes,
         edges=edges,
         edge_classes=edge_classes,
-        class_ids=declared,
+        class_ids=[str(c.get("id")) for c in model.classes],
         graph=graph,
+        edge_list=edge_list,
+        router_diagnostics=contributions.diagnostics,
     )

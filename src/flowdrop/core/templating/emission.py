@@ -9,9 +9,13 @@ from flowdrop.core.numerics import sequential_sum
 from flowdrop.core.templating.diagnostics import invalid, is_number, text
 from flowdrop.core.templating.profiles import resolve_profile
 
+# FlowTime's template deserializer has no ``exhaustedFailures`` or ``retryBudgetRemaining``
+# semantics field, so a template's values never reach the model (engine reference §9.9 notes):
+# a terminal edge measuring exhaustedFailures then has no source series, and a node that keeps
+# ``maxAttempts`` gets upstream's missing_exhausted_failures/missing_retry_budget warnings.
 _SEMANTIC_ORDER = (
-    "arrivals", "served", "errors", "attempts", "failures", "exhaustedFailures",
-    "retryEcho", "retryKernel", "retryBudgetRemaining", "queueDepth", "capacity",
+    "arrivals", "served", "errors", "attempts", "failures",
+    "retryEcho", "retryKernel", "queueDepth", "capacity",
     "parallelism", "externalDemand", "processingTimeMsSum", "servedCount", "maxAttempts",
     "backoffStrategy", "exhaustedPolicy", "aliases",
 )  # fmt: skip
