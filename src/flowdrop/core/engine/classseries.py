@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from flowdrop.core import numerics as nx
+from flowdrop.core.engine.queues import dispatch_mask, run_queue
 from flowdrop.core.numerics import FloatArray
 
 TOLERANCE = 1e-9
@@ -225,8 +226,9 @@ def gate_outflow(
     class series here, so the outflow node's per-class CSVs show the gating too)."""
     total = outflow.total
     caps = capacity.total if capacity is not None else None
+    dispatch = dispatch_mask(total.shape[0], period, phase).tolist()
     for i in range(total.shape[0]):
-        if not (i >= phase and (i - phase) % period == 0):
+        if not dispatch[i]:
             total[i] = 0.0
             for values in outflow.by_class.values():
                 values[i] = 0.0
@@ -290,15 +292,11 @@ def backlog(
     zero_row = np.zeros(bins)
     classes: Classes = {}
     for class_id in ids:
-        q = _initial_share(class_id, seed, ids, inflow)
-        ins = nx.safe(inflow.by_class.get(class_id, zero_row)).tolist()
-        outs = nx.safe(outflow.by_class.get(class_id, zero_row)).tolist()
-        losses = nx.safe(loss.by_class.get(class_id, zero_row)).tolist()
-        row = [0.0] * bins
-        for t in range(bins):
-            q = q + ins[t] - outs[t] - losses[t]
-            q = q if q > 0.0 or math.isnan(q) else 0.0
-            row[t] = q
-        classes[class_id] = np.asarray(row, dtype=np.float64)
+        classes[class_id], _ = run_queue(
+            _initial_share(class_id, seed, ids, inflow),
+            inflow.by_class.get(class_id, zero_row),
+            outflow.by_class.get(class_id, zero_row),
+            loss.by_class.get(class_id, zero_row),
+        )
     normalize(classes, totals)
     return ClassSeries(np.array(totals, dtype=np.float64, copy=True), classes)

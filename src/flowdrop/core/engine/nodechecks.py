@@ -15,6 +15,7 @@ import numpy as np
 from flowdrop.core.engine import prereqchecks
 from flowdrop.core.engine.edgechecks import EdgeChecks, is_terminal
 from flowdrop.core.engine.graph import Graph, Schedule
+from flowdrop.core.engine.queues import dispatch_mask, gate_series, run_queue
 from flowdrop.core.engine.warningtypes import (
     MAX_BINS,
     TOLERANCE,
@@ -80,14 +81,6 @@ def effective_capacity(capacity: FloatArray, parallelism: Any, lookup: SeriesLoo
     return np.where(np.isfinite(factor), capacity * factor, capacity)
 
 
-def _gated(outflow: FloatArray, schedule: Schedule) -> FloatArray:
-    """``DispatchScheduleProcessor.ApplySchedule`` without a capacity override."""
-    period = schedule.period
-    phase = ((schedule.phase % period) + period) % period
-    t = np.arange(outflow.shape[0])
-    return np.where((t >= phase) & ((t - phase) % period == 0), outflow, 0.0)
-
-
 def check_queue(
     node_id: str,
     queue: FloatArray,
@@ -97,19 +90,19 @@ def check_queue(
     seed: float,
     schedule: Schedule | None,
 ) -> list[Warning]:
-    """Recompute ``max(0, q + in - out - loss)`` from the seed (no ``safe()``: NaN propagates)."""
+    """Recompute the recurrence from the seed with the queue kernel (dispatch gating without a
+    capacity override, as upstream's check applies it) and compare bin by bin."""
     if inflow.shape != outflow.shape or queue.shape != inflow.shape:
         return []
-    out = _gated(outflow, schedule) if schedule is not None else outflow
-    ins, outs, depth = inflow.tolist(), out.tolist(), queue.tolist()
-    losses = loss.tolist() if loss is not None else [0.0] * len(ins)
-    expected = seed
-    bins: list[int] = []
-    for i in range(len(depth)):
-        value = expected + ins[i] - outs[i] - losses[i]
-        expected = value if value != value or value > 0.0 else 0.0  # Math.Max: NaN wins
-        if not abs(depth[i] - expected) <= TOLERANCE and len(bins) < MAX_BINS:
-            bins.append(i)
+    out = outflow
+    if schedule is not None:
+        out = gate_series(
+            outflow, dispatch_mask(len(outflow), schedule.period, schedule.phase), None
+        )
+    expected, _ = run_queue(seed, inflow, out, loss)
+    with np.errstate(invalid="ignore"):
+        bad = np.abs(queue - expected) > TOLERANCE  # a NaN depth compares false, as in C#
+    bins = _first(bad)
     message = "Queue depth series does not match derived inflow/outflow accumulation"
     return [warning(node_id, "queue_depth_mismatch", message, bins)] if bins else []
 
