@@ -239,6 +239,8 @@ def test_detach_writes_pidfile_and_stops_on_sigterm(tmp_path: Path) -> None:
         wait_until(lambda: pidfile.exists() and pidfile.read_text().strip(), message="pidfile")
     )
     try:
+        # The pidfile is written at detach, before the daemon has made its spool: wait for it.
+        wait_until((tmp_path / "spool" / "inbox").is_dir, timeout=30, message="inbox")
         drop_json(tmp_path / "spool" / "inbox", "detached.json", _request("detached"))
         status = wait_until(
             lambda: terminal_status(tmp_path / "spool" / "outbox", "detached"), timeout=30
