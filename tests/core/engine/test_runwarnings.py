@@ -560,3 +560,29 @@ def test_real_template_warnings_at_defaults(path: Path, tmp_path: Path) -> None:
     assert manifest["warnings"] == [
         {k: w[k] for k in ("code", "message", "nodeId", "bins", "severity")} for w in info.warnings
     ]
+
+
+def test_per_class_edge_coverage_gap() -> None:
+    """A class the node carries but no edge does: edge_class_partial_coverage (not _mismatch)."""
+    edge = {"id": "a_b", "from": "A:out", "to": "B:in"}
+    traffic = [{"nodeId": "g", "classId": "Gold"}, {"nodeId": "b", "classId": "Blue"}]
+    extra = [{"id": "a", "kind": "expr", "expr": "g + b"}]
+    values = {"g": ONES, "b": ONES, **FULL_VALUES}
+    topology = {
+        "nodes": [
+            node("A", arrivals="a", served="a", **FULL),
+            node("B", arrivals="a", served="a", **FULL),
+        ],
+        "edges": [edge],
+    }
+    total = EdgeSeries("a_b", "flowVolume", np.full(BINS, 2.0))
+    gold_only = [total, EdgeSeries("a_b", "flowVolume", np.ones(BINS), "Gold")]
+    found = run_warnings(topology, values, extra_nodes=extra, traffic=traffic, edges=gold_only)
+    [hit] = [w for w in found if w["nodeId"] == "A" and w["code"].startswith("edge_class")]
+    assert hit["code"] == "edge_class_partial_coverage"
+    assert hit["message"] == (
+        "Per-class served does not match outgoing edge flows. Classes: Blue. Edges: a_b."
+    )
+    both = [*gold_only, EdgeSeries("a_b", "flowVolume", np.ones(BINS), "Blue")]
+    clean = run_warnings(topology, values, extra_nodes=extra, traffic=traffic, edges=both)
+    assert not [w for w in clean if w["code"].startswith("edge_class")]
