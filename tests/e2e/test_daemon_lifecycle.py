@@ -216,7 +216,8 @@ def test_start_removes_old_crash_debris_and_keeps_young_temporaries(tmp_path: Pa
 
 
 def test_detach_writes_pidfile_and_stops_on_sigterm(tmp_path: Path) -> None:
-    """--detach --pidfile: the parent returns, the daemon runs, SIGTERM removes the pidfile."""
+    """--detach --pidfile: the parent returns, the pidfile appears once the daemon is ready (the
+    spool exists, health.json is written), the daemon runs, SIGTERM removes the pidfile."""
     config = write_config(tmp_path)
     pidfile = tmp_path / "flowdrop.pid"
     launched = subprocess.run(

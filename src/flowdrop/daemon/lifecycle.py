@@ -58,7 +58,6 @@ def _detach(settings: Settings, pidfile: Path) -> TextIO:
         signal_map={},  # our own flag-only handlers are installed afterwards
     )
     context.open()
-    atomic_write_bytes(pidfile, f"{os.getpid()}\n".encode())
     return stream
 
 
@@ -81,7 +80,14 @@ def serve(
     logsetup.configure(settings.log_format.value, settings.log_level, stream)
     compilecache.shared_cache().resize(settings.compile_cache_size)
     try:
-        daemon = Daemon(settings, config_path=config_path, once=once)
+        # The pidfile says "ready": written after the spool exists and the first scan is done,
+        # so a script that waits for it can drop a request at once (systemd Type=forking too).
+        on_ready = (
+            (lambda: atomic_write_bytes(pidfile, f"{os.getpid()}\n".encode()))
+            if detach and pidfile is not None
+            else (lambda: None)
+        )
+        daemon = Daemon(settings, config_path=config_path, once=once, on_ready=on_ready)
     except Exception as exc:  # the processor factory failed (e.g. a bad `processor:`)
         print(f"config_invalid: cannot set up the processor: {exc}", file=sys.stderr)
         return 2

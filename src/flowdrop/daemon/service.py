@@ -14,6 +14,7 @@ import errno
 import os
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -57,12 +58,14 @@ class Daemon:
         processor_factory: ProcessorFactory = default_processor,
         notifier: Notifier | None = None,
         once: bool = False,
+        on_ready: Callable[[], None] = lambda: None,
     ) -> None:
         self.settings = settings
         self.config_path = config_path
         self.processor_factory = processor_factory
         self.notifier = notifier or Notifier()
         self.once = once
+        self.on_ready = on_ready  # e.g. --detach writes its pidfile: ready, not merely forked
         self.spool = Spool(settings.spool, settings.instance)
         self.stats = Stats()
         self.queue = WorkQueue()
@@ -337,6 +340,7 @@ class Daemon:
             self._report(force=True)
             self.notifier.ready(status=f"ready; {self._mode.value}; queue {queued}")
             self.ready.set()
+            self.on_ready()
             while not self.stop_requested:
                 if self.reload_requested:
                     self.reload()
