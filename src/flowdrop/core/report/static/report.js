@@ -13,8 +13,14 @@
   var syncing = false;
 
   function layoutFor(spec, width) {
+    var traces = spec.rows.reduce(function (sum, row) { return sum + row.traces.length; }, 0);
+    // The horizontal legend sits above the plot: room for its rows (about 5 names a row at
+    // 1000 px, fewer in a narrow window) so it never covers the top chart.
+    var perRow = Math.max(2, Math.floor((width || 1000) / 200));
+    var legendRows = Math.ceil(traces / perRow);
     var n = spec.rows.length, gap = n > 1 ? 0.06 : 0, layout = {
-      width: width || undefined, height: 110 + 170 * n, margin: { l: 64, r: 12, t: 24, b: 36 },
+      width: width || undefined, height: 110 + 170 * n,
+      margin: { l: 64, r: 12, t: 16 + 20 * legendRows, b: 36 },
       hovermode: "x unified", showlegend: true,
       legend: { orientation: "h", y: 1.02, yanchor: "bottom", x: 0, font: { size: 11 } },
       xaxis: { anchor: "y" + (n > 1 ? n : ""), type: isNaN(start) ? "linear" : "date",
