@@ -27,6 +27,7 @@ import os
 import random
 import signal
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -127,10 +128,18 @@ class PowerWorld(World):
         return daemon
 
     def kill_daemons(self) -> None:
+        """SIGKILL every daemon *and its worker processes* and wait until none can write: the
+        power goes for all of them at once, before the cut drops what they did not sync."""
         for daemon in self.daemons:
-            if daemon.proc.poll() is None:
-                daemon.signal(signal.SIGKILL)
+            tree = _process_tree(daemon.pid) if daemon.proc.poll() is None else []
+            for pid in tree:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
             daemon.kill()
+            deadline = time.monotonic() + 10
+            while any(_alive(pid) for pid in tree):
+                assert time.monotonic() < deadline, f"processes of a killed daemon live on: {tree}"
+                time.sleep(0.01)
 
     def settled(self) -> bool:
         self.fs.assert_alive("waiting for the spool to settle")
@@ -418,6 +427,27 @@ def verify_bundle(bundle: Path, key: str) -> None:
     validate_bundle(bundle, key)
     info = json.loads(_read(bundle / "bundle.json") or b"null")
     assert isinstance(info, dict) and info.get("captureKey") == key, f"P1: {key}/bundle.json"
+
+
+def _process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (the forkserver and the worker processes)."""
+    out, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        out.append(current)
+        for task in _listdir(Path(f"/proc/{current}/task")):
+            with contextlib.suppress(OSError):
+                todo.extend(int(c) for c in (task / "children").read_text().split())
+    return out
+
+
+def _alive(pid: int) -> bool:
+    """True while ``pid`` exists and is not a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def _can_exchange(directory: Path) -> bool:

@@ -66,12 +66,14 @@ def test_random_cuts_during_mixed_bursts(power_world: PowerWorld) -> None:
     )
 
 
-def test_cut_while_a_worker_is_mid_capture(power_world: PowerWorld) -> None:
-    """The worker thread has staged a bundle (CSV files, manifest, bundle.json written, none
-    fsynced yet) when the power goes: no bundle, no half bundle; after the restart the bundle
-    is generated once and every request ends as it would have."""
+@pytest.mark.parametrize("worker_processes", [True, False], ids=["process", "thread"])
+def test_cut_while_a_worker_is_mid_capture(power_world: PowerWorld, worker_processes: bool) -> None:
+    """The worker (a worker process, or a thread with ``worker_processes: false``) has staged a
+    bundle (CSV files, manifest, bundle.json written, none fsynced yet) when the power goes: no
+    bundle, no half bundle; after the restart the bundle is generated once and every request
+    ends as it would have."""
     world = power_world
-    world.configure(workers=2)
+    world.configure(workers=2, worker_processes=worker_processes)
     world.start(env={"FLOWDROP_FAILPOINTS": "capture_before_publish=sleep:60"})
     rng = random.Random(7)
     tel = world.drop_kind("telemetry, bundle generated", rng)
