@@ -61,8 +61,6 @@ class Snapshot:
 class Tally:
     """Numbers for the docs table."""
 
-    cuts: int = 0
-    crashes: int = 0
     restarts: int = 0
     in_flight: Counter[str] = field(default_factory=Counter)  # state/phase seen at a cut
     outcomes: Counter[str] = field(default_factory=Counter)
@@ -179,11 +177,6 @@ class PowerWorld(World):
             Drop(f"{rid}.json", rid, "done", "succeeded"),
             "simulation",
         )
-
-    def drop_mixed(self, rng: random.Random, count: int) -> None:
-        """``count`` requests of every kind the daemon handles, in random order."""
-        for _ in range(count):
-            self.drop_kind(rng.choice(KINDS), rng)
 
     def drop_kind(self, kind: str, rng: random.Random) -> Drop:
         rid = self._next("r")
