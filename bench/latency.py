@@ -56,6 +56,7 @@ from benchkit import (
     write_config,
 )
 from flowdrop.core.fs.storage import atomic_write_bytes, fsync_dir
+from flowdrop.daemon.config import Settings
 
 Body = Callable[[int], dict[str, Any]]
 WAREHOUSE = "warehouse-picker-waves"
@@ -230,7 +231,9 @@ def floor_scenario(base: Path, n: int) -> list[float]:
 
 def peer_scenario(base: Path, n: int) -> list[float]:
     """A path unit starting a one-shot service per new file; one process at a time."""
-    config = write_config(base, REAL_TEMPLATES)
+    # The cheapest one-shot: no worker processes to start (when this version has them).
+    extra = {"worker_processes": False} if "worker_processes" in Settings.model_fields else {}
+    config = write_config(base, REAL_TEMPLATES, **extra)
     command = [*serve_command(config), "--once"]
     subprocess.run(command, check=True, capture_output=True)  # creates the spool
     inbox, outbox = base / "spool" / "inbox", base / "spool" / "outbox"
