@@ -214,3 +214,27 @@ class TestPublication:
         publish_bundle(staging, tmp_path / "key", "key", replace=True)
         assert [p.name for p in (tmp_path / "key").iterdir()] == ["new"]
         assert [p.name for p in tmp_path.iterdir()] == ["key"]
+
+
+def test_an_unchanged_bundle_is_not_hashed_again_but_an_edit_is_caught(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Verified once per file identity (issue #9: trust what you verified)."""
+    from flowdrop.core.telemetry import bundle as bundle_module
+    from flowdrop.core.telemetry import trust
+
+    trust.forget_all()
+    bundle_dir = make_bundle(tmp_path)
+    hashed: list[Path] = []
+    real = bundle_module.sha256_file
+    monkeypatch.setattr(bundle_module, "sha256_file", lambda p: (hashed.append(p), real(p))[1])
+    validate_bundle(bundle_dir, "key")
+    first = len(hashed)
+    validate_bundle(bundle_dir, "key")
+    assert first > 0 and len(hashed) == first
+    victim = sorted(bundle_dir.glob("*.csv"))[0]
+    data = victim.read_bytes()
+    victim.write_bytes(data[:-2] + (b"9\n" if data[-2:] != b"9\n" else b"8\n"))  # same size
+    with pytest.raises(FlowdropError) as caught:
+        validate_bundle(bundle_dir, "key")
+    assert "does not match its manifest hash" in caught.value.message

@@ -9,7 +9,8 @@ Layout of ``TelemetryRoot/<captureKey>/`` (see docs/telemetry-capture-guide.md):
 A bundle is built in a hidden staging directory beside its final name and made visible with one
 ``rename`` (:func:`publish_bundle`), so a reader sees no bundle or a whole one. Before a replay
 :func:`validate_bundle` checks the manifest, every file's presence, SHA-256, row count and the
-grid against the template's; every problem is ``bundle_invalid`` naming what is wrong.
+grid against the template's; every problem is ``bundle_invalid`` naming what is wrong. A file
+that passed is not hashed again while its identity is unchanged (:mod:`.trust`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from flowdrop.core.errors import ErrorCode, FlowdropError
 from flowdrop.core.fs.sandbox import check_file_name, resolve_inside
 from flowdrop.core.fs.storage import TEMP_PREFIX, make_staging_dir, publish_dir, remove_tree
 from flowdrop.core.hashing import dotnet_json, sha256_file
+from flowdrop.core.telemetry import trust
 from flowdrop.core.telemetry.bindings import DEFAULT_CLASS, METRICS
 from flowdrop.core.telemetry.seriescsv import CSV_HEADER
 
@@ -234,6 +236,9 @@ def _check_file(bundle_dir: Path, key: str, entry: BundleFile, bins: int) -> Non
         raise _invalid(
             key, f"file '{entry.path}' listed in manifest.json is missing.", file=entry.path
         )
+    known = trust.fact(path, entry.hash, entry.points, bins)
+    if trust.is_verified(known):
+        return
     actual = sha256_file(path)
     if actual != entry.hash:
         msg = f"file '{entry.path}' does not match its manifest hash."
@@ -247,6 +252,7 @@ def _check_file(bundle_dir: Path, key: str, entry: BundleFile, bins: int) -> Non
     if rows != bins or entry.points not in (0, bins):
         msg = f"file '{entry.path}' has {rows} rows (manifest says {entry.points}); the grid has {bins} bins."
         raise _invalid(key, msg, file=entry.path, rows=rows, bins=bins)
+    trust.remember(known)
 
 
 # --- publication -----------------------------------------------------------------------------

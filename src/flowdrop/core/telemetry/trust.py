@@ -1,0 +1,58 @@
+"""Bundle files verified once per identity: what was hashed and counted is not hashed again.
+
+A replay validates its bundle first (hashes, header, rows). Hashing every CSV on every request is
+the cost of a fresh replay, yet a file whose identity (device, inode, size, mtime, ctime) is
+unchanged since it passed has the same bytes: ctime moves on every write and cannot be set back.
+So a file is verified again only when its identity, its manifest hash or point count, or the
+grid it is checked against change. The memo is per process and bounded.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import OrderedDict
+from pathlib import Path
+
+MAX_ENTRIES = 4096
+Fact = tuple[str, int, int, int, int, int, str, int, int]
+
+_verified: OrderedDict[Fact, None] = OrderedDict()
+_guard = threading.Lock()
+
+
+def fact(path: Path, digest: str, points: int, bins: int) -> Fact:
+    """What a successful check of ``path`` against (``digest``, ``points``, ``bins``) rests on."""
+    info = os.stat(path)
+    return (
+        str(path),
+        info.st_dev,
+        info.st_ino,
+        info.st_size,
+        info.st_mtime_ns,
+        info.st_ctime_ns,
+        digest,
+        points,
+        bins,
+    )
+
+
+def is_verified(known: Fact) -> bool:
+    with _guard:
+        if known in _verified:
+            _verified.move_to_end(known)
+            return True
+    return False
+
+
+def remember(known: Fact) -> None:
+    with _guard:
+        _verified[known] = None
+        while len(_verified) > MAX_ENTRIES:
+            _verified.popitem(last=False)
+
+
+def forget_all() -> None:
+    """Verify everything again (tests)."""
+    with _guard:
+        _verified.clear()
