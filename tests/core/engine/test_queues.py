@@ -6,6 +6,8 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from flowdrop.core.engine.evaluation import evaluate
 from flowdrop.core.engine.queues import (
@@ -105,3 +107,29 @@ def test_queue_state_steps_like_the_series_recurrence() -> None:
 @pytest.mark.parametrize(("raw", "applied"), [(3.0, 3.0), (-2.0, 0.0), (math.nan, 0.0)])
 def test_limits_are_non_negative_and_finite(raw: float, applied: float) -> None:
     assert normalise_limit(raw) == applied
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.floats(-1e6, 1e6), st.floats(-1e6, 1e6), st.floats(-1e6, 1e6), st.floats(0, 1e6)
+        ),
+        max_size=30,
+    ),
+    st.floats(0, 1e6),
+    st.booleans(),
+)
+def test_the_inlined_recurrence_is_queue_state_step_bin_by_bin(
+    rows: list[tuple[float, float, float, float]], initial: float, limited: bool
+) -> None:
+    """run_queue's inlined loop gives exactly what stepping a QueueState gives."""
+    ins, outs, losses, caps = (
+        (np.asarray(c, dtype=np.float64) for c in zip(*rows, strict=True))
+        if rows
+        else (np.zeros(0),) * 4
+    )
+    depth, overflow = run_queue(initial, ins, outs, losses, caps if limited else None)
+    state = QueueState(initial)
+    for t in range(len(rows)):
+        assert overflow[t] == state.step(ins[t], outs[t], losses[t], caps[t] if limited else None)
+        assert depth[t] == state.depth
