@@ -124,7 +124,10 @@ def burst(n: int, spool: Path, pid: int, body: Body) -> tuple[float, float]:
 
 def daemon_scenarios(base: Path, args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    with running_daemon(base, REAL_TEMPLATES, status_page=args.status_page) as proc:
+    extra: dict[str, Any] = {"workers": args.workers}
+    if args.status_page:  # only when asked: older versions have no such key
+        extra["status_page"] = True
+    with running_daemon(base, REAL_TEMPLATES, **extra) as proc:
         spool = base / "spool"
         measure(1, spool, "warmup-capture", telemetry(False))  # source run, bundle, replay
         measure(2, spool, "warmup-sim", warehouse_sim(900_000))
@@ -257,6 +260,7 @@ def main() -> int:
     parser.add_argument("--peer-n", type=int, default=6, help="process-per-request samples")
     parser.add_argument("--fsync-k", type=int, default=5, help="requests per fsync count")
     parser.add_argument("--queue", type=int, default=0, help="queued requests for memory")
+    parser.add_argument("--workers", type=int, default=2, help="daemon workers (latency, burst)")
     parser.add_argument(
         "--status-page", action="store_true", help="daemon scenarios with status_page: true"
     )
@@ -279,7 +283,10 @@ def main() -> int:
         m = statistics.median(samples)
         print(f"| {name} | {m:.1f} ms | {m / f:.1f}x floor | n={len(samples)} |")
 
-    print(f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}; {' -> '.join(loads)}")
+    print(
+        f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}, {args.workers} workers; "
+        f"{' -> '.join(loads)}"
+    )
     print("| measure | median | vs floor | samples |\n|---|---|---|---|")
     row("floor (watch + claim + 1 durable file)", floor)
     row(f"reused run, {WAREHOUSE}", daemon["reused"])
