@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -98,6 +99,13 @@ def running_daemon(
         wait_file(base / "spool" / "state" / "health.json", timeout=60)
         yield proc
     finally:
+        # Under strace, stop the daemon itself: strace detaches on SIGTERM and would leave it.
+        for pid in process_tree(proc.pid)[1:2] if strace_out is not None else []:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGTERM)
+            deadline = time.monotonic() + 60
+            while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+                time.sleep(0.05)
         proc.terminate()
         try:
             proc.wait(timeout=60)
