@@ -13,10 +13,9 @@ from flowdrop.core.errors import ErrorCode, FlowdropError
 from flowdrop.core.telemetry.bundle import (
     BundleInfo,
     ExpectedGrid,
+    build_bundle,
     bundle_exists,
-    publish_bundle,
     read_bundle_json,
-    stage_bundle,
     validate_bundle,
     write_bundle_json,
 )
@@ -189,19 +188,23 @@ class TestBundleJson:
 
 class TestPublication:
     def test_publish_is_one_rename(self, tmp_path: Path) -> None:
-        """Staging is hidden; after publish only the final name exists."""
-        staging = stage_bundle(tmp_path, "key")
-        assert staging.name.startswith(".tmp-key.")
-        (staging / "manifest.json").write_text("{}")
-        publish_bundle(staging, tmp_path / "key", "key", replace=False)
+        """Staging is hidden while filled; after publish only the final name exists."""
+        seen: list[str] = []
+
+        def fill(staging: Path) -> str:
+            seen.append(staging.name)
+            (staging / "manifest.json").write_text("{}")
+            return "filled"
+
+        assert build_bundle(tmp_path, "key", fill, replace=False) == "filled"
+        assert seen[0].startswith(".tmp-key.")
         assert [p.name for p in tmp_path.iterdir()] == ["key"]
 
     def test_publish_over_existing_without_replace_is_capture_failed(self, tmp_path: Path) -> None:
         """A bundle that appeared meanwhile is not clobbered; staging is removed."""
         (tmp_path / "key").mkdir()
-        staging = stage_bundle(tmp_path, "key")
         with pytest.raises(FlowdropError) as info:
-            publish_bundle(staging, tmp_path / "key", "key", replace=False)
+            build_bundle(tmp_path, "key", lambda staging: None, replace=False)
         assert info.value.code is ErrorCode.CAPTURE_FAILED
         assert [p.name for p in tmp_path.iterdir()] == ["key"]
 
@@ -209,11 +212,20 @@ class TestPublication:
         """With replace the old bundle is swapped out and removed."""
         (tmp_path / "key").mkdir()
         (tmp_path / "key" / "old").write_text("x")
-        staging = stage_bundle(tmp_path, "key")
-        (staging / "new").write_text("y")
-        publish_bundle(staging, tmp_path / "key", "key", replace=True)
+        build_bundle(tmp_path, "key", lambda s: (s / "new").write_text("y"), replace=True)
         assert [p.name for p in (tmp_path / "key").iterdir()] == ["new"]
         assert [p.name for p in tmp_path.iterdir()] == ["key"]
+
+    def test_a_failing_fill_leaves_nothing(self, tmp_path: Path) -> None:
+        """Staging is removed whatever goes wrong while filling."""
+
+        def fill(staging: Path) -> None:
+            (staging / "half.csv").write_text("1")
+            raise OSError(28, "No space left on device")
+
+        with pytest.raises(OSError):
+            build_bundle(tmp_path, "key", fill, replace=False)
+        assert list(tmp_path.iterdir()) == []
 
 
 def test_an_unchanged_bundle_is_not_hashed_again_but_an_edit_is_caught(

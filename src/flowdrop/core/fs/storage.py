@@ -20,12 +20,15 @@ import os
 import shutil
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from flowdrop.core.errors import ErrorCode, FlowdropError
 from flowdrop.core.fs.failpoints import failpoint
 
 TEMP_PREFIX = ".tmp-"
+T = TypeVar("T")
 
 
 def fsync_dir(path: Path) -> None:
@@ -235,6 +238,50 @@ def exists_or_restore(final: Path) -> bool:
             fsync_dir(final.parent)
             break
     return final.exists()
+
+
+class StagingError(OSError):
+    """The staging directory itself could not be created (nothing was written)."""
+
+
+class AlreadyPublished(FileExistsError):
+    """Another writer published the final name first (and ``replace`` was not asked for)."""
+
+
+def publish_staged(
+    parent: Path,
+    name: str,
+    fill: Callable[[Path], T],
+    *,
+    replace: bool,
+    root: Path,
+    failpoint_name: str | None = None,
+) -> T:
+    """The one staging-then-publish path for run directories and bundles.
+
+    A hidden staging directory beside ``parent/name`` is filled by ``fill(staging)``, then
+    published with :func:`publish_dir` (one sync, one rename, one directory fsync). Whatever
+    goes wrong — in ``fill``, at the failpoint, in the publication — the staging directory is
+    removed and the error propagates: :class:`StagingError` when the staging directory could not
+    be made, :class:`AlreadyPublished` when ``name`` appeared meanwhile. Returns what ``fill``
+    returned.
+    """
+    try:
+        staging = make_staging_dir(parent, name)
+    except OSError as exc:
+        raise StagingError(exc.errno, exc.strerror, exc.filename) from exc
+    try:
+        filled = fill(staging)
+        if failpoint_name:
+            failpoint(failpoint_name)
+        try:
+            publish_dir(staging, parent / name, replace=replace, root=root)
+        except FileExistsError as exc:
+            raise AlreadyPublished(*exc.args) from None
+    except BaseException:
+        remove_tree(staging)
+        raise
+    return filled
 
 
 def remove_tree(path: Path) -> None:

@@ -12,21 +12,18 @@ from pathlib import Path
 
 from flowdrop.core.contract import CaptureStatus, CaptureSummary, Mode, Phase
 from flowdrop.core.errors import ErrorCode, FlowdropError
-from flowdrop.core.fs.failpoints import failpoint
 from flowdrop.core.fs.locking import capture_lock
-from flowdrop.core.fs.storage import remove_tree
 from flowdrop.core.orchestration.bundlereuse import reused_capture
 from flowdrop.core.orchestration.request import RunContext, ValidatedRequest
 from flowdrop.core.orchestration.results import run_warning
 from flowdrop.core.orchestration.simulationrun import write_simulation
 from flowdrop.core.telemetry.bundle import (
     BundleInfo,
-    publish_bundle,
+    build_bundle,
     remove_stale_staging,
-    stage_bundle,
     write_bundle_json,
 )
-from flowdrop.core.telemetry.capture import capture_run
+from flowdrop.core.telemetry.capture import CaptureResult, capture_run
 from flowdrop.core.templating.model import iso_o
 
 
@@ -69,9 +66,9 @@ def _capture_locked(
     ctx.progress(Phase.CAPTURING, "Generating telemetry bundle…")
     with ctx.timed("capture"):
         remove_stale_staging(req.telemetry_root, key)
-        staging = stage_bundle(req.telemetry_root, key)
-        try:
-            result = capture_run(req.runs_root / source.run_id, staging, now=req.now)
+
+        def fill(staging: Path) -> CaptureResult:
+            captured = capture_run(req.runs_root / source.run_id, staging, now=req.now)
             info = BundleInfo(
                 created_at_utc=iso_o(req.now),
                 source_run_id=source.run_id,
@@ -80,14 +77,12 @@ def _capture_locked(
                 capture_key=key,
                 parameters_hash=req.parameters_hash,
                 rng_seed=req.seed,
-                scenario_hash=result.manifest.get("provenance", {}).get("scenarioHash"),
+                scenario_hash=captured.manifest.get("provenance", {}).get("scenarioHash"),
             )
             write_bundle_json(staging, info)
-            failpoint("capture_before_publish")
-        except BaseException:
-            remove_tree(staging)
-            raise
-        publish_bundle(staging, bundle_dir, key, replace=bundle_dir.exists())
+            return captured
+
+        result = build_bundle(req.telemetry_root, key, fill, replace=bundle_dir.exists())
     reason = (
         "options.forceCapture: bundle regenerated."
         if req.options.force_capture

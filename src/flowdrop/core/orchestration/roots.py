@@ -19,9 +19,13 @@ from typing import Any
 from flowdrop.core import engine
 from flowdrop.core.contract import Mode, RunSummary, RunWarning
 from flowdrop.core.errors import ErrorCode, FlowdropError
-from flowdrop.core.fs.failpoints import failpoint
 from flowdrop.core.fs.sandbox import check_id, resolve_inside
-from flowdrop.core.fs.storage import exists_or_restore, make_staging_dir, publish_dir, remove_tree
+from flowdrop.core.fs.storage import (
+    AlreadyPublished,
+    StagingError,
+    exists_or_restore,
+    publish_staged,
+)
 
 
 @dataclass(frozen=True)
@@ -121,6 +125,19 @@ class RunStore:
                 f"Run '{run_id}' exists but its run.json is unreadable ({exc.__class__.__name__})."
             )
             raise FlowdropError(ErrorCode.STORAGE_ERROR, msg, runId=run_id) from None
+        return self._summary(
+            run_id, mode, template, run_json.get("warnings"), was_reused=was_reused
+        )
+
+    def _summary(
+        self,
+        run_id: str,
+        mode: Mode,
+        template: engine.Template,
+        warnings: Any,
+        *,
+        was_reused: bool,
+    ) -> RunSummary:
         return RunSummary(
             run_id=run_id,
             mode=mode,
@@ -128,7 +145,7 @@ class RunStore:
             template_version=template.version,
             was_reused=was_reused,
             path=run_id,
-            warnings=run_warnings(run_json.get("warnings")),
+            warnings=run_warnings(warnings),
         )
 
     def reuse(self, run_id: str, mode: Mode, template: engine.Template) -> RunSummary | None:
@@ -167,22 +184,25 @@ class RunStore:
         If another writer published the same id first (a concurrent identical request), that
         run is reused instead.
         """
-        final = self.path(run_id)
+        self.path(run_id)  # sandbox check
         try:
-            staging = make_staging_dir(self.root, run_id)
-        except OSError as exc:
+            info = publish_staged(
+                self.root,
+                run_id,
+                writer,
+                replace=replace,
+                root=self.root,
+                failpoint_name="run_before_publish",
+            )
+        except StagingError as exc:
             raise _storage_error("stage", run_id, exc) from exc
-        try:
-            writer(staging)
-            failpoint("run_before_publish")
-            publish_dir(staging, final, replace=replace, root=self.root)
-        except FileExistsError:
-            remove_tree(staging)
+        except AlreadyPublished:
             return self.summary(run_id, mode, template, was_reused=True)
-        except OSError as exc:
-            remove_tree(staging)
-            raise _storage_error("write", run_id, exc) from exc
-        except BaseException:
-            remove_tree(staging)
+        except FlowdropError:
             raise
+        except OSError as exc:
+            raise _storage_error("write", run_id, exc) from exc
+        if isinstance(info, engine.RunInfo):
+            # Just rendered: the warnings are at hand, run.json is not read back.
+            return self._summary(run_id, mode, template, info.warnings, was_reused=False)
         return self.summary(run_id, mode, template, was_reused=False)

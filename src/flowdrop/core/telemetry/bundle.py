@@ -7,7 +7,7 @@ Layout of ``TelemetryRoot/<captureKey>/`` (see docs/telemetry-capture-guide.md):
     <file>.csv         one per manifest entry, ``bin_index,classId,value``
 
 A bundle is built in a hidden staging directory beside its final name and made visible with one
-``rename`` (:func:`publish_bundle`), so a reader sees no bundle or a whole one. Before a replay
+``rename`` (:func:`build_bundle`), so a reader sees no bundle or a whole one. Before a replay
 :func:`validate_bundle` checks the manifest, every file's presence, SHA-256, row count and the
 grid against the template's; every problem is ``bundle_invalid`` naming what is wrong. A file
 that passed is not hashed again while its identity is unchanged (:mod:`.trust`).
@@ -16,19 +16,27 @@ that passed is not hashed again while its identity is unchanged (:mod:`.trust`).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from flowdrop import __version__
 from flowdrop.core.errors import ErrorCode, FlowdropError
 from flowdrop.core.fs.sandbox import check_file_name, resolve_inside
-from flowdrop.core.fs.storage import TEMP_PREFIX, make_staging_dir, publish_dir, remove_tree
+from flowdrop.core.fs.storage import (
+    TEMP_PREFIX,
+    AlreadyPublished,
+    StagingError,
+    publish_staged,
+    remove_tree,
+)
 from flowdrop.core.hashing import dotnet_json, sha256_file
 from flowdrop.core.telemetry import trust
 from flowdrop.core.telemetry.bindings import DEFAULT_CLASS, METRICS
 from flowdrop.core.telemetry.seriescsv import CSV_HEADER
 
+T = TypeVar("T")
 MANIFEST_JSON = "manifest.json"
 BUNDLE_JSON = "bundle.json"
 BUNDLE_SCHEMA_VERSION = 1
@@ -272,23 +280,22 @@ def remove_stale_staging(telemetry_root: Path, key: str) -> int:
     return removed
 
 
-def stage_bundle(telemetry_root: Path, key: str) -> Path:
-    """A fresh hidden staging directory beside ``TelemetryRoot/<key>``."""
+def build_bundle(telemetry_root: Path, key: str, fill: Callable[[Path], T], *, replace: bool) -> T:
+    """Fill a staging directory beside ``TelemetryRoot/<key>`` and publish it as the bundle
+    (:func:`~flowdrop.core.fs.storage.publish_staged`; failpoint ``capture_before_publish``
+    between the two); returns what ``fill`` returned."""
     try:
-        return make_staging_dir(telemetry_root, key)
-    except OSError as exc:
+        return publish_staged(
+            telemetry_root,
+            key,
+            fill,
+            replace=replace,
+            root=telemetry_root,
+            failpoint_name="capture_before_publish",
+        )
+    except StagingError as exc:
         msg = f"Could not create a staging directory for bundle '{key}': {exc.strerror or exc}."
         raise FlowdropError(ErrorCode.STORAGE_ERROR, msg, captureKey=key, errno=exc.errno) from exc
-
-
-def publish_bundle(staging: Path, final: Path, key: str, *, replace: bool) -> None:
-    """Publish a complete staging directory as ``final`` with one rename; clean up on failure."""
-    try:
-        publish_dir(staging, final, replace=replace, root=final.parent)
-    except FileExistsError:
-        remove_tree(staging)
+    except AlreadyPublished:
         msg = f"Telemetry bundle '{key}' appeared while it was being generated."
         raise FlowdropError(ErrorCode.CAPTURE_FAILED, msg, captureKey=key) from None
-    except BaseException:
-        remove_tree(staging)
-        raise
