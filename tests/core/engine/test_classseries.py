@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
+from hypothesis import given
+from hypothesis import strategies as st
 
 from flowdrop.core.engine import classseries as cs
-from flowdrop.core.engine.classseries import ClassSeries
+from flowdrop.core.engine.classseries import ClassSeries, min_max
 
 
 def arr(*values: float) -> np.ndarray:
@@ -65,3 +67,74 @@ def test_divide_and_mod_follow_upstream_zero_rules() -> None:
     assert divided.total.tolist() == [2.0, 0.0] and divided.by_class["A"].tolist() == [2.0, 0.0]
     moded = cs.mod(left, ClassSeries(arr(3.0, 1e-10)))
     assert moded.total.tolist() == [1.0, 0.0]
+
+
+def _reference_min_max(left: ClassSeries, right: ClassSeries, *, use_min: bool) -> ClassSeries:
+    """Upstream's per-bin loop as it was ported first (the vectorised min_max must match it)."""
+    import math
+
+    from flowdrop.core import numerics as nx
+    from flowdrop.core.engine.classseries import TOLERANCE, normalize
+
+    def pick(lv: float, rv: float, value: float) -> dict[str, np.ndarray]:
+        if abs(lv - value) < TOLERANCE and left.by_class:
+            return left.by_class
+        if abs(rv - value) < TOLERANCE and right.by_class:
+            return right.by_class
+        return left.by_class or right.by_class
+
+    result = (nx.minimum if use_min else nx.maximum)(left.total, right.total)
+    bins = result.shape[0]
+    lt, rt, values = left.total.tolist(), right.total.tolist(), result.tolist()
+    rows: dict[str, list[float]] = {}
+    for i in range(bins):
+        source = pick(lt[i], rt[i], values[i])
+        if not source:
+            continue
+        samples = [float(v[i]) for v in source.values()]
+        total = 0.0
+        for sample in samples:
+            if math.isfinite(sample):
+                total += sample
+        if not total > 0.0 or not math.isfinite(total):
+            for class_id in source:
+                rows.setdefault(class_id, [0.0] * bins)
+            continue
+        scale = 0.0 if values[i] <= 0.0 else values[i] / total
+        for class_id, sample in zip(source, samples, strict=True):
+            scaled = sample * scale
+            if math.isfinite(scaled):
+                rows.setdefault(class_id, [0.0] * bins)[i] += scaled
+    classes = {c: np.asarray(v, dtype=np.float64) for c, v in rows.items()}
+    normalize(classes, result)
+    return ClassSeries(result, classes)
+
+
+_sample = st.one_of(
+    st.floats(-50, 50),
+    st.sampled_from([0.0, -0.0, float("nan"), float("inf"), -float("inf"), 1e-10]),
+)
+
+
+@st.composite
+def _class_series(draw: st.DrawFn, bins: int) -> ClassSeries:
+    names = draw(st.lists(st.sampled_from(["a", "b", "c", "d"]), unique=True, max_size=3))
+    row = st.lists(_sample, min_size=bins, max_size=bins)
+    total = np.asarray(draw(row), dtype=np.float64)
+    return ClassSeries(total, {n: np.asarray(draw(row), dtype=np.float64) for n in names})
+
+
+@given(st.data(), st.integers(1, 12), st.booleans())
+def test_min_max_matches_the_per_bin_loop_bit_for_bit(
+    data: st.DataObject, bins: int, use_min: bool
+) -> None:
+    left = data.draw(_class_series(bins))
+    right = data.draw(_class_series(bins))
+    if data.draw(st.booleans()):  # often the result equals an operand exactly
+        right = ClassSeries(left.total.copy(), right.by_class)
+    got = min_max(left, right, use_min=use_min)
+    want = _reference_min_max(left, right, use_min=use_min)
+    assert list(got.by_class) == list(want.by_class)
+    for class_id, values in want.by_class.items():
+        assert np.array_equal(got.by_class[class_id], values, equal_nan=True), class_id
+        assert np.array_equal(np.signbit(got.by_class[class_id]), np.signbit(values))

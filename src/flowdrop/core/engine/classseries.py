@@ -138,44 +138,48 @@ def convolve(source: ClassSeries, kernel: list[float]) -> ClassSeries:
     )
 
 
-def _pick(left: ClassSeries, right: ClassSeries, lv: float, rv: float, value: float) -> Classes:
-    left_matches = abs(lv - value) < TOLERANCE
-    right_matches = abs(rv - value) < TOLERANCE
-    if left_matches and left.by_class:
-        return left.by_class
-    if right_matches and right.by_class:
-        return right.by_class
-    return left.by_class or right.by_class
-
-
 def min_max(left: ClassSeries, right: ClassSeries, *, use_min: bool) -> ClassSeries:
-    """The operand that produced the result lends its class mix, scaled to the result."""
+    """The operand that produced the result lends its class mix, scaled to the result.
+
+    Per bin (upstream's loop, done for all bins at once with the same arithmetic): the operand
+    whose total equals the result (within 1e-9) and has classes lends them, else the left one if
+    it has any; its finite class samples are summed left to right; a positive finite sum scales
+    every sample by ``result / sum`` (0 for a result <= 0) and finite products are kept. Classes
+    appear in the order upstream's loop first touches them.
+    """
     result = (nx.minimum if use_min else nx.maximum)(left.total, right.total)
     bins = result.shape[0]
-    lt, rt, values = left.total.tolist(), right.total.tolist(), result.tolist()
-    rows: dict[str, list[float]] = {}
-    for i in range(bins):
-        source = _pick(left, right, lt[i], rt[i], values[i])
-        if not source:
-            continue
-        samples = [float(v[i]) for v in source.values()]
-        total = 0.0
-        for sample in samples:
-            if math.isfinite(sample):
-                total += sample
-        if not total > 0.0 or not math.isfinite(total):
-            for class_id in source:
-                rows.setdefault(class_id, [0.0] * bins)
-            continue
-        value = values[i]
-        scale = 0.0 if value <= 0.0 else value / total
-        for class_id, sample in zip(source, samples, strict=True):
-            scaled = sample * scale
-            if not math.isfinite(scaled):
+    if not left.by_class and not right.by_class:
+        return ClassSeries(result, {})
+    with np.errstate(all="ignore"):
+        left_matches = np.abs(left.total - result) < TOLERANCE
+        right_matches = np.abs(right.total - result) < TOLERANCE
+        has_left, has_right = bool(left.by_class), bool(right.by_class)
+        use_left = has_left & (left_matches | ~(right_matches & has_right))
+        rows: dict[str, FloatArray] = {}
+        first: dict[str, tuple[int, int, int]] = {}
+        for side, chosen in ((0, use_left), (1, ~use_left)):
+            source = (left, right)[side].by_class
+            if not source or not chosen.any():
                 continue
-            row = rows.setdefault(class_id, [0.0] * bins)
-            row[i] += scaled
-    classes = {c: np.asarray(v, dtype=np.float64) for c, v in rows.items()}
+            total = np.zeros(bins)
+            for values in source.values():
+                total = total + np.where(np.isfinite(values), values, 0.0)
+            valid = chosen & (total > 0.0) & np.isfinite(total)
+            invalid = chosen & ~valid
+            scale = np.where(result <= 0.0, 0.0, result / np.where(valid, total, 1.0))
+            for order, (class_id, values) in enumerate(source.items()):
+                scaled = values * scale
+                kept = valid & np.isfinite(scaled)
+                touched = np.flatnonzero(kept | invalid)
+                if touched.size == 0:
+                    continue
+                row = rows.get(class_id, np.zeros(bins))
+                rows[class_id] = row + np.where(kept, scaled, 0.0)
+                at = (int(touched[0]), side, order)
+                first[class_id] = min(first.get(class_id, at), at)
+    ordered = sorted(rows, key=lambda class_id: first[class_id])
+    classes = {class_id: rows[class_id] for class_id in ordered}
     normalize(classes, result)
     return ClassSeries(result, classes)
 
