@@ -207,3 +207,20 @@ def test_ended_requests_leave_no_per_request_lock_behind(spool: Spool) -> None:
         assert handler.handle(_claimed(spool, f"r{index}.json", body)) == "succeeded"
     assert handler.handle(_claimed(spool, "bad.json", "{not json")) == "rejected"
     assert handler.outbox._locks == {}
+
+
+def test_a_done_move_undone_by_a_power_cut_files_the_request_away_without_a_second_run(
+    spool: Spool,
+) -> None:
+    """The move to done/ is not fsynced: a cut may put the file back in work/ after its result,
+    terminal status and ledger entry were durable. Handling it again is a duplicate."""
+    processor = Recorder(spool)
+    handler = _handler(spool, processor)
+    assert handler.handle(_claimed(spool, "r1.json", REQUEST)) == "succeeded"
+    result = spool.result_path("r1").read_bytes()
+    (done,) = spool.done.iterdir()
+    os.rename(done, spool.work / "r1.json")  # what the cut undid
+    assert handler.handle(spool.work / "r1.json") == "duplicate"
+    assert processor.calls == 1
+    assert spool.result_path("r1").read_bytes() == result
+    assert [p.name for p in spool.work.iterdir()] == []

@@ -131,8 +131,9 @@ def claim(
             return ClaimOutcome(Decision.GONE)
     if stat.S_ISREG(info.st_mode) and info.st_nlink == 1 and info.st_size <= max_bytes:
         _fsync_request(target)
-    fsync_dir(spool.work)
-    fsync_dir(spool.inbox)
+    # The rename itself is not fsynced: a power cut that undoes it puts the file back in the
+    # inbox, whole (its bytes were just synced), and the next start claims it again; the
+    # ledger and the result decide whether it resumes, ends as a duplicate or runs.
     failpoint("after_claim")
     return ClaimOutcome(Decision.CLAIMED, target)
 

@@ -38,7 +38,7 @@ from flowdrop.daemon.spool import (
     Scrubber,
     Spool,
     display_name,
-    move_to,
+    file_away,
     quarantine,
 )
 from flowdrop.daemon.stats import Stats
@@ -200,7 +200,7 @@ class RequestHandler:
             if entry is not None and entry.state != "rejected" and entry.sha256 != digest:
                 return self._conflict(path, request_id, entry, started)
             if entry is not None and entry.sha256 == digest and entry.ended:
-                move_to(path, self.spool.done)
+                file_away(path, self.spool.done)
                 self.stats.add("duplicates")
                 log.info(
                     "request_duplicate",
@@ -328,7 +328,7 @@ class RequestHandler:
             )
         )
         failpoint("before_done_move")
-        move_to(path, self.spool.done)
+        file_away(path, self.spool.done)
         self._finished(
             path.name,
             request_id,

@@ -280,12 +280,15 @@ def _free_name(directory: Path, name: str) -> Path:
     return directory / f"{stem}.{stamp}-{uuid.uuid4().hex[:6]}{suffix}"
 
 
-def move_to(source: Path, directory: Path) -> Path:
-    """Rename ``source`` into ``directory`` under a free name; durable (both dirs fsynced)."""
+def file_away(source: Path, directory: Path) -> Path:
+    """Rename an ended request file into ``directory`` (``done/``) under a free name.
+
+    Not fsynced, on purpose: the result, terminal status and ledger entry are durable before
+    this rename, so a power cut that undoes it leaves the file in ``work/``, where the next
+    start finds its ended ledger entry and files it away again (a duplicate, no second run).
+    """
     target = _free_name(directory, source.name)
     os.rename(source, target)
-    fsync_dir(directory)
-    fsync_dir(source.parent)
     return target
 
 
