@@ -224,3 +224,20 @@ def test_a_done_move_undone_by_a_power_cut_files_the_request_away_without_a_seco
     assert processor.calls == 1
     assert spool.result_path("r1").read_bytes() == result
     assert [p.name for p in spool.work.iterdir()] == []
+
+
+def test_a_progress_report_of_the_phase_already_shown_writes_no_status(spool: Spool) -> None:
+    """The orchestrator reports `validating` right after the running status said so."""
+    phases: list[str] = []
+
+    def processor(request: RunRequest, request_id: str, progress: ProgressCallback) -> RunResult:
+        for phase in (Phase.VALIDATING, Phase.SIMULATING, Phase.SIMULATING, Phase.CAPTURING):
+            progress(phase, f"{phase.value}…")
+            phases.append(json.loads(spool.status_path(request_id).read_text())["phase"])
+        return Recorder(spool)(request, request_id, lambda _p, _m: None)
+
+    handler = RequestHandler(spool, processor, Limits(4096, 3))
+    assert handler.handle(_claimed(spool, "r1.json", REQUEST)) == "succeeded"
+    assert phases == ["validating", "simulating", "simulating", "capturing"]
+    # accepted, running/validating, simulating, capturing, succeeded
+    assert json.loads(spool.status_path("r1").read_text())["seq"] == 5

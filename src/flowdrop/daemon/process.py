@@ -281,7 +281,14 @@ class RequestHandler:
         return result
 
     def _run(self, request: RunRequest, request_id: str) -> RunResult:
+        shown = [Phase.VALIDATING]  # the running status _accept just wrote
+
         def progress(phase: Phase, message: str) -> None:
+            # A report of the phase already shown adds a message, not a state: not worth a
+            # durable status write (two fsyncs) on every request's path.
+            if Phase(phase) is shown[-1]:
+                return
+            shown.append(Phase(phase))
             try:
                 self.outbox.write_status(
                     request_id, "running", phase=Phase(phase).value, message=message
