@@ -39,3 +39,5 @@ def test_demo_command_finishes_in_a_few_seconds() -> None:
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.startswith("flowdrop demo: drop request files into an inbox")
+    # The story only: no log lines from the daemon or its worker processes in between.
+    assert [line for line in done.stdout.splitlines() if line.startswith("{")] == []

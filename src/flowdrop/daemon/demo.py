@@ -110,6 +110,7 @@ def run_demo(out: TextIO, *, keep: Path | None = None) -> int:
         reconcile_interval=5.0,
         stale_after=0.0,
         health_interval=60.0,
+        log_level="error",  # the worker processes configure logging from the settings
     )
     daemon = Daemon(settings, notifier=Notifier(env={}))
     thread = threading.Thread(target=daemon.run, name="flowdrop-demo-daemon", daemon=True)
