@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import structlog
 
+from flowdrop.daemon.testing import reap_daemons
 from tests.realtemplates import templates_dir
 
 
@@ -18,6 +19,13 @@ def _fresh_structlog() -> Iterator[None]:
     it, so a later test's ``capture_logs`` sees every event whatever ran before."""
     yield
     structlog.reset_defaults()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _no_daemon_left_behind() -> Iterator[None]:
+    """A test that fails before stopping its daemons must not leave them running for hours."""
+    yield
+    reap_daemons()
 
 
 @pytest.fixture(scope="session")

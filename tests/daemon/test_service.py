@@ -180,3 +180,13 @@ def test_status_page_is_off_by_default(start, tmp_path: Path) -> None:  # type: 
     wait_until(lambda: terminal_status(tmp_path / "spool" / "outbox", "quiet"), timeout=5)
     assert not (tmp_path / "spool" / "outbox" / "index.html").exists()
     assert running.daemon.status_page.writes == 0
+
+
+def test_daemons_a_failed_test_left_running_are_reaped(tmp_path: Path) -> None:
+    from flowdrop.daemon.testing import DaemonProcess, reap_daemons, write_config
+
+    daemon = DaemonProcess(write_config(tmp_path))
+    daemon.wait_ready()
+    assert daemon.pid in reap_daemons()
+    assert daemon.proc.poll() is not None
+    assert daemon.pid not in reap_daemons()

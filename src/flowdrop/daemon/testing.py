@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 import uuid
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -136,6 +137,22 @@ def executions(runs_root: Path, request_id: str) -> int:
     return len(list((runs_root / "executions").glob(f"{request_id}.*")))
 
 
+# Every DaemonProcess started in this interpreter, so a test run can reap what a failing test
+# left running (see :func:`reap_daemons`).
+_STARTED: weakref.WeakSet[DaemonProcess] = weakref.WeakSet()
+
+
+def reap_daemons() -> list[int]:
+    """SIGKILL every DaemonProcess still running (after a test that failed before stopping its
+    daemons); returns their pids. A stopped (SIGSTOP) one is killed too."""
+    reaped = []
+    for daemon in list(_STARTED):
+        if daemon.proc.poll() is None:
+            reaped.append(daemon.pid)
+            daemon.kill()
+    return reaped
+
+
 class DaemonProcess:
     """``flowdrop serve --config`` as a subprocess; its log lines land in ``log_path``."""
 
@@ -154,6 +171,7 @@ class DaemonProcess:
             stderr=subprocess.STDOUT,
             env=full_env,
         )
+        _STARTED.add(self)
 
     @property
     def pid(self) -> int:
