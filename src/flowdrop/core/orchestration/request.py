@@ -14,7 +14,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -167,7 +167,10 @@ def validate_request(
     )
     rng_seed = hashing.DEFAULT_RNG_SEED if seed is None else seed
 
-    def target(mode: Mode, params: Mapping[str, Any], hashed: Mapping[str, str]) -> RunTarget:
+    def deterministic(
+        mode: Mode, params: Mapping[str, Any], hashed: Mapping[str, str]
+    ) -> RunTarget:
+        """The run of ``mode`` over ``params``: input hash, deterministic id, provenance."""
         input_hash = hashing.input_hash(
             template.id, template.version, mode.value, params, hashed, hashing.RNG_KIND, rng_seed
         )
@@ -180,37 +183,31 @@ def validate_request(
             now=now,
             telemetry_bindings=bindings if mode is Mode.TELEMETRY else None,
         )
-        run_id = options.run_id
-        if run_id is None and options.deterministic_run_id:
-            run_id = hashing.deterministic_run_id(template.id, input_hash)
-        return RunTarget(input_hash, run_id, provenance)
+        return RunTarget(
+            input_hash, hashing.deterministic_run_id(template.id, input_hash), provenance
+        )
 
-    sim_hash = hashing.input_hash(
-        template.id, template.version, "simulation", parameters, {}, hashing.RNG_KIND, rng_seed
-    )
-    source = RunTarget(
-        sim_hash,
-        hashing.deterministic_run_id(template.id, sim_hash),
-        template_provenance(
-            template,
-            parameters,
-            mode="simulation",
-            input_hash=sim_hash,
-            rng_seed=rng_seed,
-            now=now,
-        ),
-    )
+    def requested(deterministic_run: RunTarget) -> RunTarget:
+        """The same run under the id the request asks for (``options.runId``, else the
+        deterministic one, else None: a fresh id)."""
+        if options.run_id is not None:
+            return replace(deterministic_run, run_id=options.run_id)
+        if options.deterministic_run_id:
+            return deterministic_run
+        return replace(deterministic_run, run_id=None)
+
+    # The simulation a bundle is captured from; a simulation request's own run is the same one.
+    source = deterministic(Mode.SIMULATION, parameters, {})
     capture_key = bundle_dir = None
     if telemetry_mode:
         capture_key = _capture_key(capture_directory, template)
         bundle_dir = resolve_inside(telemetry_root, capture_key, field="captureKey")
         # Which bundle is replayed is an input too: without it, a request naming another
         # bundle (telemetry.captureDirectory) would get the first bundle's replay as "reused".
-        run = target(
-            Mode.TELEMETRY, replay_parameters, {**bindings, CAPTURE_KEY_BINDING: capture_key}
-        )
+        hashed = {**bindings, CAPTURE_KEY_BINDING: capture_key}
+        run = requested(deterministic(Mode.TELEMETRY, replay_parameters, hashed))
     else:
-        run = target(Mode.SIMULATION, parameters, {})
+        run = requested(source)
     return ValidatedRequest(
         request_id=request_id,
         request=request,
