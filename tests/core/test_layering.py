@@ -7,12 +7,12 @@ circle hidden inside a function is still a circle).
 
 from __future__ import annotations
 
-import ast
 from pathlib import Path
 
 import pytest
 
 import flowdrop.core
+from tests.sourcegraph import import_graph, imports
 
 FORBIDDEN = ("watchdog", "signal", "daemon", "flowdrop.daemon", "argparse")
 CORE = Path(flowdrop.core.__file__).parent
@@ -29,28 +29,8 @@ RANKS = {
 MAX_LOOSE = 6
 
 
-def _module_name(path: Path) -> str:
-    parts = path.relative_to(CORE.parent.parent).with_suffix("").parts
-    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
-
-
-def _imports(path: Path) -> set[str]:
-    names: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.Import):
-            names.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names.add(node.module)
-            names.update(f"{node.module}.{alias.name}" for alias in node.names)
-    return names
-
-
 def _graph() -> dict[str, set[str]]:
-    modules = {_module_name(p): p for p in CORE.rglob("*.py")}
-    return {
-        name: {dep for dep in _imports(path) if dep in modules and dep != name}
-        for name, path in modules.items()
-    }
+    return import_graph(CORE)
 
 
 def _wing(module: str) -> str:
@@ -89,7 +69,7 @@ def test_core_never_imports_watchdog_signals_python_daemon_or_the_cli() -> None:
     offenders = {
         f"{path.relative_to(CORE)}: {name}"
         for path in sorted(CORE.rglob("*.py"))
-        for name in _imports(path)
+        for name in imports(path)
         if any(name == bad or name.startswith(bad + ".") for bad in FORBIDDEN)
     }
     assert offenders == set()
@@ -129,7 +109,7 @@ def test_no_import_circle_between_wings() -> None:
 def test_the_checkers_see_a_forbidden_import_and_a_circle(tmp_path: Path) -> None:
     module = tmp_path / "m.py"
     module.write_text("import signal\ndef f():\n    from watchdog.observers import Observer\n")
-    assert {"signal", "watchdog.observers"} <= _imports(module)
+    assert {"signal", "watchdog.observers"} <= imports(module)
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == [["a", "b", "c", "a"]]
     assert _cycles({"a": {"b"}, "b": set()}) == []
 
