@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -190,9 +191,21 @@ def test_csv_round_trip_is_exact(tmp_path_factory: Any, values: list[float]) -> 
     assert np.array_equal(np.signbit(back[numbers]), np.signbit(array[numbers]))
 
 
-@given(st.lists(st.floats(allow_nan=True, allow_infinity=True), max_size=40))
-def test_csv_bytes_whole_series_path_matches_value_by_value(values: list[float]) -> None:
-    """The C-speed path for all-positional series writes what format_shortest writes."""
+def _csv_value_by_value(values: list[float]) -> bytes:
     rows = "".join(f"{t},{format_shortest(v)}\n" for t, v in enumerate(values))
-    expected = b"\xef\xbb\xbf" + ("bin_index,value\n" + rows).encode()
-    assert csv_bytes(np.asarray(values, dtype=np.float64)) == expected
+    return b"\xef\xbb\xbf" + ("bin_index,value\n" + rows).encode()
+
+
+@given(st.lists(st.floats(allow_nan=True, allow_infinity=True), max_size=40))
+def test_csv_bytes_matches_value_by_value(values: list[float]) -> None:
+    """Formatting each distinct value once writes what format_shortest writes row by row."""
+    assert csv_bytes(np.asarray(values, dtype=np.float64)) == _csv_value_by_value(values)
+
+
+_POOL = [0.0, -0.0, math.nan, -math.nan, math.inf, -math.inf, 1.0, 2.5e-17, 1e15, 0.1, 1 / 3]
+
+
+@given(st.lists(st.sampled_from(_POOL) | st.floats(), max_size=60))
+def test_csv_bytes_tells_repeated_values_apart_by_their_bits(values: list[float]) -> None:
+    """Repeated values share one text, but -0.0 is not 0.0 and every NaN is "NaN"."""
+    assert csv_bytes(np.asarray(values, dtype=np.float64)) == _csv_value_by_value(values)

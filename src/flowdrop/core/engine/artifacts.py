@@ -9,6 +9,7 @@ give the same bytes. :func:`write_files` writes a rendered run into a (staging) 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -85,16 +86,18 @@ class RenderedRun:
 
 def csv_bytes(values: FloatArray) -> bytes:
     """``bin_index,value`` CSV, UTF-8 with BOM, LF line endings."""
-    items = values.tolist()
-    magnitude = np.abs(values)
-    if np.all((magnitude < 1e15) & ((magnitude >= 1e-4) | (values == 0))):
-        # Every value is positional in repr and in .NET's format alike, and they differ only in
-        # repr's ".0" on integers (format_shortest's fast path, done in C for the whole series).
-        rows = "".join(map("{},{}\n".format, range(len(items)), map(repr, items)))
-        rows = rows.replace(".0\n", "\n")
-    else:
-        rows = "".join([f"{t},{format_shortest(v)}\n" for t, v in enumerate(items)])
-    return BOM + ("bin_index,value\n" + rows).encode("utf-8")
+    # A run's series hold few distinct values (about 1 in 12 here): each distinct bit pattern
+    # (so -0.0 apart from 0.0) is formatted once and the rows are filled by one % operation.
+    bits = np.ascontiguousarray(values, dtype=np.float64).view(np.int64)
+    distinct, inverse = np.unique(bits, return_inverse=True)
+    texts = np.array(list(map(format_shortest, distinct.view(np.float64).tolist())), dtype=object)
+    cells = tuple(texts[inverse.reshape(-1)].tolist())
+    return BOM + ("bin_index,value\n" + _rows_template(len(cells)) % cells).encode("utf-8")
+
+
+@functools.lru_cache(maxsize=8)
+def _rows_template(points: int) -> str:
+    return "".join([f"{t},%s\n" for t in range(points)])
 
 
 def _json_bytes(value: Any) -> bytes:
