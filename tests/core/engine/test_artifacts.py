@@ -5,15 +5,23 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flowdrop.core.engine.artifacts import csv_bytes, resolve_series, write_run
+from flowdrop.core.engine.artifacts import (
+    csv_bytes,
+    render_run,
+    resolve_series,
+    write_files,
+    write_run,
+)
 from flowdrop.core.engine.evaluation import evaluate
 from flowdrop.core.engine.runreader import read_series_csv
 from flowdrop.core.numerics import format_shortest
@@ -209,3 +217,72 @@ _POOL = [0.0, -0.0, math.nan, -math.nan, math.inf, -math.inf, 1.0, 2.5e-17, 1e15
 def test_csv_bytes_tells_repeated_values_apart_by_their_bits(values: list[float]) -> None:
     """Repeated values share one text, but -0.0 is not 0.0 and every NaN is "NaN"."""
     assert csv_bytes(np.asarray(values, dtype=np.float64)) == _csv_value_by_value(values)
+
+
+def _twins() -> Model:
+    """Two series with the same values (their CSVs are the same bytes) and one other."""
+    document: dict[str, Any] = {
+        "schemaVersion": 1,
+        "grid": {"bins": 4, "binSize": 1, "binUnit": "hours"},
+        "nodes": [
+            {"id": "a", "kind": "const", "values": [1, 2, 3, 4]},
+            {"id": "b", "kind": "expr", "expr": "a"},
+            {"id": "c", "kind": "expr", "expr": "a * 2"},
+        ],
+        "outputs": [{"series": "*"}],
+    }
+    return Model(document)
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def test_repeated_file_bytes_are_hard_links_to_the_first_file(tmp_path: Path) -> None:
+    """Same bytes, one inode (a link costs far less than an inode); every file reads the same."""
+    model = _twins()
+    rendered = render_run(model, evaluate(model), **_RENDER)
+    write_files(tmp_path / "run", rendered)
+    assert _files(tmp_path / "run") == rendered.files
+    series = tmp_path / "run" / "series"
+    a, b, c = (next(series.glob(f"{n}@*.csv")).stat() for n in "abc")
+    assert (a.st_ino, a.st_nlink) == (b.st_ino, 2)
+    assert c.st_ino != a.st_ino and c.st_nlink == 1
+
+
+def test_a_run_written_over_an_old_one_writes_no_bytes_through_its_links(tmp_path: Path) -> None:
+    """A non-empty directory (the CLI's --out over an earlier run) is rewritten file by file,
+    and a file the old run linked to its twin is unlinked first: the twins now differ."""
+    write(_twins(), tmp_path / "run")
+    other = _twins()
+    other.document["nodes"][1]["expr"] = "a + 1"
+    rendered = render_run(other, evaluate(other), **_RENDER)
+    write_files(tmp_path / "run", rendered)
+    assert _files(tmp_path / "run") == rendered.files
+    assert all(p.stat().st_nlink == 1 for p in (tmp_path / "run").rglob("*.csv"))
+
+
+def test_where_links_are_refused_every_file_is_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(*_args: Any, **_kwargs: Any) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", refuse)
+    model = _twins()
+    rendered = render_run(model, evaluate(model), **_RENDER)
+    write_files(tmp_path / "run", rendered)
+    assert _files(tmp_path / "run") == rendered.files
+    assert all(p.stat().st_nlink == 1 for p in (tmp_path / "run").rglob("*") if p.is_file())
+
+
+_RENDER: dict[str, Any] = {
+    "run_id": "run_test",
+    "template": None,
+    "parameters": {},
+    "mode": "simulation",
+    "rng_seed": None,
+    "input_hash": None,
+    "provenance": None,
+    "now": NOW,
+}

@@ -10,6 +10,8 @@ give the same bytes. :func:`write_files` writes a rendered run into a (staging) 
 from __future__ import annotations
 
 import functools
+import os
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -262,18 +264,56 @@ def render_run(
 
 
 def write_files(out_dir: Path, rendered: RenderedRun) -> RunInfo:
-    """Write a rendered run into ``out_dir`` (a staging directory; durability is the publisher's)."""
+    """Write a rendered run into ``out_dir`` (a staging directory; durability is the publisher's).
+
+    A file whose bytes were already written is a hard link to the first one: about half the
+    series of a run repeat another, and creating an inode costs ~50x a link on ext4 (0.15-0.6 ms
+    each here). Where links are refused (filesystem, link count) the bytes are written again.
+    Links are made only in an empty directory; over an old run (the CLI's ``--out``) a linked
+    file is unlinked before it is written, so new bytes never land in its twin too.
+    """
+    link = _empty(out_dir)
     for name in RUN_DIRECTORIES:
         (out_dir / name).mkdir(parents=True, exist_ok=True)
     made: set[Path] = set()
+    written: dict[bytes, Path] = {}
     for relative, data in rendered.files.items():
         target = out_dir / relative
         if target.parent not in made:
             target.parent.mkdir(parents=True, exist_ok=True)
             made.add(target.parent)
+        first = written.get(data)
+        if first is not None:
+            try:
+                os.link(first, target)
+                continue
+            except OSError:
+                link = False  # not here: write every file
+                written.clear()
+        if link:
+            written.setdefault(data, target)
+        else:
+            _unlink_if_linked(target)
         target.write_bytes(data)
     rendered.info.path = out_dir
     return rendered.info
+
+
+def _unlink_if_linked(path: Path) -> None:
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if stat.S_ISREG(info.st_mode) and info.st_nlink > 1:
+        os.unlink(path)
+
+
+def _empty(directory: Path) -> bool:
+    try:
+        with os.scandir(directory) as entries:
+            return next(entries, None) is None
+    except FileNotFoundError:
+        return True
 
 
 def write_run(
