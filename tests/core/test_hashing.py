@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from flowdrop.core.hashing import (
     deterministic_run_id,
@@ -83,3 +87,64 @@ def test_sha256_file_includes_every_byte(tmp_path: Path) -> None:
     assert sha256_file(path) == (
         "sha256:" + __import__("hashlib").sha256(b"\xef\xbb\xbfabc").hexdigest()
     )
+
+
+def _reference_encode(value: Any, level: int | None) -> str:
+    """The one-isinstance-chain encoder the typed fast path replaced (same output, slower)."""
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return dotnet_json(value)
+    if isinstance(value, str):
+        return dotnet_json(value)
+    if isinstance(value, Mapping):
+        items = [(dotnet_json(str(k)), v) for k, v in value.items()]
+        if not items:
+            return "{}"
+        if level is None:
+            return "{" + ",".join(f"{k}:{_reference_encode(v, None)}" for k, v in items) + "}"
+        pad = "  " * (level + 1)
+        body = ",\n".join(f"{pad}{k}: {_reference_encode(v, level + 1)}" for k, v in items)
+        return "{\n" + body + "\n" + "  " * level + "}"
+    seq = value.tolist() if hasattr(value, "tolist") else list(value)
+    if not seq:
+        return "[]"
+    if level is None:
+        return "[" + ",".join(_reference_encode(v, None) for v in seq) + "]"
+    pad = "  " * (level + 1)
+    body = ",\n".join(f"{pad}{_reference_encode(v, level + 1)}" for v in seq)
+    return "[\n" + body + "\n" + "  " * level + "]"
+
+
+_TEXT = st.text(max_size=8) | st.sampled_from(["id", "a<b", 'q"', "é", "\n", "😀", "x" * 300])
+_LEAVES = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | _TEXT
+)
+_KEYS = _TEXT | st.integers(-2, 2) | st.booleans()
+_JSON = st.recursive(
+    _LEAVES,
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.lists(inner, max_size=4).map(tuple)
+        | st.dictionaries(_KEYS, inner, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_JSON, st.booleans())
+def test_dotnet_json_matches_the_reference_encoder(value: Any, indent: bool) -> None:
+    """Memoised strings and member prefixes and the exact-type dispatch change no character
+    (keys 1 and True, strings past the memo length, tuples and non-ASCII included)."""
+    assert dotnet_json(value, indent=indent) == _reference_encode(value, 0 if indent else None)

@@ -7,6 +7,7 @@ that byte-for-byte is what makes ``inputHash`` (and so deterministic run ids) ma
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import re
@@ -64,6 +65,58 @@ def dotnet_json(value: Any, *, indent: bool = False) -> str:
 
 
 def _encode(value: Any, level: int | None) -> str:
+    # A run's JSON documents are thousands of small dicts, lists, strings and ints: those exact
+    # types go first, and strings and member prefixes ("  " * level + key + ": ") are memoised.
+    kind = type(value)
+    if kind is str:
+        return _plain(value) if len(value) <= _MEMO_LENGTH else _escape_string(value)
+    if kind is dict:
+        if not value:
+            return "{}"
+        if level is None:
+            return "{" + ",".join([f"{_key(k)}:{_encode(v, None)}" for k, v in value.items()]) + "}"
+        inner = level + 1
+        body = ",\n".join([_member(k, inner) + _encode(v, inner) for k, v in value.items()])
+        return "{\n" + body + "\n" + "  " * level + "}"
+    if kind is list:
+        if not value:
+            return "[]"
+        if level is None:
+            return "[" + ",".join([_encode(v, None) for v in value]) + "]"
+        pad = "  " * (level + 1)
+        body = ",\n".join([pad + _encode(v, level + 1) for v in value])
+        return "[\n" + body + "\n" + "  " * level + "]"
+    if kind is int:
+        return str(value)
+    return _encode_other(value, level)
+
+
+_MEMO_LENGTH = 256
+
+
+@functools.lru_cache(maxsize=4096)
+def _plain(text: str) -> str:
+    return _escape_string(text)
+
+
+def _key(key: Any) -> str:
+    text = key if type(key) is str else str(key)
+    return _plain(text) if len(text) <= _MEMO_LENGTH else _escape_string(text)
+
+
+def _member(key: Any, level: int) -> str:
+    if type(key) is str and len(key) <= _MEMO_LENGTH:
+        return _member_text(key, level)
+    return "  " * level + _key(key) + ": "
+
+
+@functools.lru_cache(maxsize=4096)
+def _member_text(key: str, level: int) -> str:
+    return "  " * level + _plain(key) + ": "
+
+
+def _encode_other(value: Any, level: int | None) -> str:
+    """Everything but exact str, dict, list and int (their subclasses included)."""
     if value is None:
         return "null"
     if value is True:
