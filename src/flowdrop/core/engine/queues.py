@@ -86,6 +86,9 @@ def run_queue(
 ) -> tuple[FloatArray, FloatArray]:
     """The whole recurrence over a series (``outflow`` already gated); returns (depth, overflow)."""
     bins = len(inflow)
+    same = np.shape(outflow) == np.shape(inflow) == (bins,)
+    if limit is None and same and (loss is None or np.shape(loss) == (bins,)):
+        return _unlimited(initial, safe(inflow), safe(outflow), loss), np.zeros(bins)
     ins = safe(inflow).tolist()
     outs = safe(outflow).tolist()
     losses = safe(loss).tolist() if loss is not None else [0.0] * bins
@@ -97,23 +100,62 @@ def run_queue(
     # same arithmetic in the same order without a method call and three checks per bin.
     q = initial
     depth, overflow = [0.0] * bins, [0.0] * bins
-    if limit is None:
-        for t in range(bins):
-            q = q + ins[t] - outs[t] - losses[t]
-            if not q > 0.0:
-                q = 0.0
-            depth[t] = q
-    else:
-        for t in range(bins):
-            q = q + ins[t] - outs[t] - losses[t]
-            if not q > 0.0:
-                q = 0.0
-            cap = limits[t]
-            if cap is not None and q > cap:
-                overflow[t] = q - cap
-                q = cap
-            depth[t] = q
+    for t in range(bins):
+        q = q + ins[t] - outs[t] - losses[t]
+        if not q > 0.0:
+            q = 0.0
+        cap = limits[t]
+        if cap is not None and q > cap:
+            overflow[t] = q - cap
+            q = cap
+        depth[t] = q
     return np.asarray(depth, dtype=np.float64), np.asarray(overflow, dtype=np.float64)
+
+
+_RESTARTS = 8  # busy periods summed by numpy before a queue that keeps emptying goes bin by bin
+
+
+def _unlimited(
+    initial: float, ins: FloatArray, outs: FloatArray, loss: FloatArray | None
+) -> FloatArray:
+    """``q = max(0, q + I - O - L)`` bin by bin, in C#'s order, mostly by ``np.add.accumulate``.
+
+    While the queue holds something, ``q`` is a running sum of ``q0, I0, -O0, -L0, I1, ...``:
+    ``add.accumulate`` adds strictly left to right and ``a + (-b)`` is ``a - b`` bit for bit, so
+    the sums are the recurrence's own. At the first bin that is not > 0 the depth is 0; it stays
+    0 through the bins where ``I - O - L`` (from an empty queue) is not > 0, and the sum starts
+    again at the next bin that fills it. After a few busy periods the rest runs as a loop.
+    """
+    bins = ins.shape[0]
+    # Without loss the "- 0.0" is left out: x - 0.0 is x, and a -0.0 depth becomes 0 anyway.
+    terms = [ins, -outs] if loss is None else [ins, -outs, -safe(loss)]
+    width = len(terms)
+    flat = np.stack(terms, axis=1).reshape(-1)
+    rows = flat.reshape(bins, width)
+    # From an empty queue: 0 + I is I exactly, the rest as the recurrence (a zero's sign aside).
+    fills = np.add.accumulate(rows, axis=1)[:, -1] > 0.0 if bins else np.zeros(0, dtype=bool)
+    depth = np.zeros(bins)
+    q, start = float(initial), 0
+    for _ in range(_RESTARTS):
+        ends = np.add.accumulate(np.concatenate(([q], flat[width * start :])))[width::width]
+        empty = np.flatnonzero(~(ends > 0.0))
+        if empty.size == 0:
+            depth[start:] = ends
+            return depth
+        stop = start + int(empty[0])
+        depth[start:stop] = ends[: stop - start]
+        later = np.flatnonzero(fills[stop + 1 :])
+        if later.size == 0:
+            return depth  # empty from ``stop`` to the end
+        q, start = 0.0, stop + 1 + int(later[0])
+    values = rows.tolist()
+    for t in range(start, bins):
+        for term in values[t]:
+            q = q + term
+        if not q > 0.0:
+            q = 0.0
+        depth[t] = q
+    return depth
 
 
 def _finite(value: float) -> float:
