@@ -49,3 +49,26 @@ def test_shift_references_are_lagged_unless_also_same_bin() -> None:
     ordered, lagged = references(parse("SHIFT(x, 1) + y + SHIFT(y, 2) + SHIFT(z, 0)"))
     assert set(ordered) == {"x", "y", "z"} and lagged == {"x"}
     assert same_bin_inputs(parse("SHIFT(x, 1) + y")) == ["y"]
+
+
+def test_an_expression_text_is_parsed_once_and_errors_every_time() -> None:
+    """The memoised parse shares one frozen AST per text; an error is raised again (not
+    remembered), with the same message; long texts are parsed afresh each time."""
+    text = "MIN(a * 0.5 + SHIFT(b, 1), [1, 2])"
+    assert parse(text) is parse(text)
+    assert parse(text) == Call(
+        "MIN",
+        (
+            BinOp("+", BinOp("*", Ref("a"), Num(0.5)), Call("SHIFT", (Ref("b"), Num(1.0)))),
+            parse("[1, 2]"),
+        ),
+    )
+    long_text = "[" + ", ".join(["1.5"] * 600) + "]"
+    first, second = parse(long_text), parse(long_text)
+    assert first == second and first is not second
+    messages = []
+    for _ in range(2):
+        with pytest.raises(ExpressionError) as caught:
+            parse("a +")
+        messages.append(str(caught.value))
+    assert messages[0] == messages[1]

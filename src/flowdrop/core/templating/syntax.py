@@ -8,6 +8,7 @@ Grammar (no unary minus, no exponents, no comparisons)::
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 
@@ -170,6 +171,19 @@ class _Parser:
 
 def parse(text: str) -> Expr:
     """Parse an expression; raises :class:`ExpressionError` with FlowTime's message."""
+    if len(text) > _MEMO_LENGTH:
+        return _Parser(text).parse()
+    return _parsed(text)
+
+
+# Every request re-validates and re-compiles its model, and a template's ~300 expressions
+# are the same text each time; the AST is frozen, so one parse per text is shared (errors
+# are not memoised: they are raised again, fresh, by the parser).
+_MEMO_LENGTH = 2000
+
+
+@functools.lru_cache(maxsize=4096)
+def _parsed(text: str) -> Expr:
     return _Parser(text).parse()
 
 
