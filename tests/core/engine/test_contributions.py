@@ -7,13 +7,19 @@ routed classes, and queue outflow/loss and topology served/errors inherit the in
 
 from __future__ import annotations
 
+import functools
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 
-from flowdrop.core.engine.contributions import build_contributions
-from flowdrop.core.engine.evaluation import evaluate
-from flowdrop.core.templating.model import Model
+from flowdrop.core.engine import evaluation as evaluation_module
+from flowdrop.core.engine.contributions import Contributions, build_contributions
+from flowdrop.core.engine.evaluation import Evaluation, evaluate
+from flowdrop.core.templating.model import Model, generate_model
+from flowdrop.core.templating.templatecache import load_template
+from tests.realtemplates import real_template_paths
 
 
 def classes_of(
@@ -34,7 +40,15 @@ def classes_of(
     evaluation = evaluate(Model(document))
     assert evaluation.graph is not None
     result = build_contributions(evaluation.graph, evaluation.series, seeds)
+    recomputed = build_contributions(evaluation.graph, evaluation.series, seeds, reuse=False)
+    assert _bits(result) == _bits(recomputed)
     return {n: {c: v.tolist() for c, v in per.items()} for n, per in result.classes.items()}
+
+
+def _bits(result: Contributions) -> Any:
+    """Everything the pass answers, in its order, values as bytes (signed zeros, NaN bits)."""
+    classes = [(n, [(c, v.tobytes()) for c, v in per.items()]) for n, per in result.classes.items()]
+    return classes, result.diagnostics
 
 
 def const(node_id: str, values: list[float]) -> dict[str, Any]:
@@ -151,3 +165,51 @@ def test_seeds_replace_a_nodes_split_and_flow_downstream() -> None:
 
 def test_no_tags_no_classes() -> None:
     assert classes_of([*TWO_CLASSES, expr("c", "a + b")], []) == {}
+
+
+def _evaluation_bits(evaluation: Evaluation) -> Any:
+    def arrays(table: dict[str, Any]) -> list[Any]:
+        return [(k, v.tobytes() if hasattr(v, "tobytes") else arrays(v)) for k, v in table.items()]
+
+    classes = [(n, arrays(per)) for n, per in evaluation.classes.items()]
+    edges = (arrays(evaluation.edges), arrays(evaluation.edge_classes))
+    return arrays(evaluation.series), classes, edges, evaluation.router_diagnostics
+
+
+@pytest.mark.parametrize("path", real_template_paths(), ids=lambda p: p.stem)
+def test_reusing_unchanged_nodes_on_a_rewalk_changes_nothing(
+    path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both class passes of a real template (before and after router overrides), its edges
+    and diagnostics, are the same bits when every node is recomputed on every walk."""
+    model = generate_model(load_template(path), {}, mode="simulation")
+    fast = _evaluation_bits(evaluate(model))
+    slow_pass = functools.partial(build_contributions, reuse=False)
+    monkeypatch.setattr(evaluation_module, "build_contributions", slow_pass)
+    assert fast == _evaluation_bits(evaluate(model))
+
+
+def test_a_node_reading_a_later_one_through_shift_is_recomputed_on_the_rewalk() -> None:
+    """The first walk reads the later node's totals, a re-walk its stored classes: a read of
+    a series stored since, so never reused. The queue's outflow inherits the inflow's mix,
+    so the pass walks again (classes_of compares the answer with the recomputing pass)."""
+    got = classes_of(
+        [
+            *TWO_CLASSES,
+            const("cap", [3, 3, 3, 3]),
+            expr("demand", "a + b"),
+            expr("echo", "demand + 0.5 * SHIFT(late, 1)"),
+            expr("late", "echo * 1"),
+        ],
+        TAGS,
+        topology={
+            "nodes": [
+                {
+                    "id": "Q",
+                    "kind": "serviceWithBuffer",
+                    "semantics": {"arrivals": "echo", "served": "cap"},
+                },
+            ]
+        },
+    )
+    assert set(got["cap"]) == {"Airport", "Industrial"}

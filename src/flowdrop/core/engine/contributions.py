@@ -21,6 +21,7 @@ from flowdrop.core.engine.classseries import Classes, ClassSeries
 from flowdrop.core.engine.graph import Graph, Node
 from flowdrop.core.numerics import FloatArray
 from flowdrop.core.templating.expressions import Arr, BinOp, Call, Expr, Num, Ref
+from flowdrop.core.templating.syntax import references
 
 ROUTER_TOLERANCE = 1e-6
 # Graph node kinds -> the model kinds upstream's builder switches on.
@@ -47,6 +48,7 @@ class _Builder:
         graph: Graph,
         totals: Mapping[str, FloatArray],
         seeds: Mapping[str, Mapping[str, FloatArray]],
+        reuse: bool = True,
     ) -> None:
         self.graph = graph
         self.bins = graph.bins
@@ -64,6 +66,19 @@ class _Builder:
                 initial = (tnode.get("initialCondition") or {}).get("queueDepth")
                 self.initials[depth.lower()] = float(initial) if initial is not None else 0.0
         self.out: dict[str, ClassSeries] = {}
+        # A re-walk recomputes a node only when a series it reads was stored since it was last
+        # computed: the pass is deterministic, and without dispatch schedules (gating mutates
+        # the stored outflow in place) a stored series never changes behind its version.
+        self.reuse = reuse and all(n.schedule is None for n in graph.nodes.values())
+        self.reads = {n.id: _reads(n) for n in graph.nodes.values()}
+        self.versions: dict[str, int] = {}  # node -> number of the store that set it
+        self.stamps: dict[str, tuple[int, ...]] = {}  # node -> its reads' versions when computed
+        self.stores = 0
+
+    def store(self, node_id: str, series: ClassSeries) -> None:
+        self.out[node_id] = series
+        self.stores += 1
+        self.versions[node_id] = self.stores
 
     # -- node evaluation -------------------------------------------------------------------
     def node(self, node_id: str) -> ClassSeries:
@@ -163,14 +178,18 @@ class _Builder:
                     per_class = {
                         c: np.asarray(v, dtype=np.float64) for c, v in self.seeds[node_id].items()
                     }
-                    self.out[node_id] = ClassSeries(total.copy(), per_class)
+                    self.store(node_id, ClassSeries(total.copy(), per_class))
                     continue
                 if node_id in self.tags:
-                    self.out[node_id] = cs.single(self.tags[node_id], self.totals[node_id])
+                    self.store(node_id, cs.single(self.tags[node_id], self.totals[node_id]))
                     continue
             elif node_id in self.fixed or node_id in skip or node_id not in self.kinds:
                 continue
-            self.out[node_id] = self.node(node_id)
+            stamp = tuple(self.versions.get(name, 0) for name in self.reads[node_id])
+            if self.reuse and self.stamps.get(node_id) == stamp:
+                continue  # same inputs as last time: the stored series is this walk's answer
+            self.store(node_id, self.node(node_id))
+            self.stamps[node_id] = stamp
 
     def routers(self) -> tuple[set[str], list[tuple[str, str, str]]]:
         overridden: set[str] = set()
@@ -179,9 +198,9 @@ class _Builder:
             if node.kind != "router":
                 continue
             for target, series in self.route(node, diagnostics).items():
-                self.out[target] = series
+                self.store(target, series)
                 overridden.add(target)
-            self.out[node.id] = self.source(node.queue)
+            self.store(node.id, self.source(node.queue))
             overridden.add(node.id)
         return overridden, diagnostics
 
@@ -236,7 +255,7 @@ class _Builder:
         picked = {c: v.copy() for c, v in inflow.by_class.items()}
         total = self.totals[target].copy()
         cs.normalize(picked, total)
-        self.out[target] = ClassSeries(total, picked)
+        self.store(target, ClassSeries(total, picked))
         if picked:
             updated.add(target)
 
@@ -277,6 +296,16 @@ def _three_places(value: float) -> str:
     return text.rstrip("0").rstrip(".") if "." in text else text
 
 
+def _reads(node: Node) -> tuple[str, ...]:
+    """The nodes whose stored series :meth:`_Builder.node` reads for ``node``."""
+    if node.kind == "expr" and node.expr is not None:
+        return tuple(references(node.expr)[0])
+    if node.kind == "queue":
+        capacity = node.schedule.capacity if node.schedule is not None else None
+        return tuple(n for n in (node.inflow, node.outflow, node.loss, capacity) if n)
+    return ()
+
+
 def _whole(expr: Expr) -> int | None:
     """A non-negative whole-number literal (C#'s ``(int)v`` with a 1e-9 check), else None."""
     if not isinstance(expr, Num):
@@ -295,13 +324,16 @@ def build_contributions(
     graph: Graph,
     totals: Mapping[str, FloatArray],
     seeds: Mapping[str, Mapping[str, FloatArray]] | None = None,
+    *,
+    reuse: bool = True,
 ) -> Contributions:
     """Per-class series for every node the class pass reaches.
 
     ``seeds`` (node -> class -> series, telemetry replay's captured per-class files) stand in for
     the decomposition of those nodes, like upstream's class overrides; router routes still win.
+    ``reuse=False`` recomputes every node on every walk, as the C# builder does (for tests).
     """
-    builder = _Builder(graph, totals, seeds or {})
+    builder = _Builder(graph, totals, seeds or {}, reuse)
     if not builder.tags and not builder.seeds:
         return Contributions()
     with np.errstate(all="ignore"):
