@@ -64,6 +64,17 @@ def categorize(path: str, base: str) -> str:
     return f"other {rel}"
 
 
+def syncfs_label(path: str, base: str) -> str:
+    """What one syncfs(2) made durable, from the file it was called on."""
+    parts = path.removeprefix(base + "/").split("/")
+    if parts[0] == "spool":
+        # Called on the batch's first temporary (data) or on its first directory (renames).
+        return "syncfs: spool batch data" if ".tmp-" in parts[-1] else "syncfs: spool renames"
+    return {"runs": "syncfs: run tree", "telemetry": "syncfs: bundle tree"}.get(
+        parts[0], f"syncfs: other {parts[0]}"
+    )
+
+
 class Trace:
     def __init__(self, path: Path, base: Path) -> None:
         self.path = path
@@ -80,8 +91,11 @@ class Trace:
                 continue
             match = CALL.match(line)
             if match:
-                what = categorize(match.group(3), self.base)
-                counts[f"syncfs ({what})" if match.group(1) == "syncfs" else what] += 1
+                path = match.group(3)
+                syncfs = match.group(1) == "syncfs"
+                counts[
+                    syncfs_label(path, self.base) if syncfs else categorize(path, self.base)
+                ] += 1
             elif line.strip():
                 counts["other"] += 1
         return counts

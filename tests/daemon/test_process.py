@@ -10,7 +10,8 @@ import pytest
 
 from flowdrop.core.contract import Phase, RunRequest, RunResult, RunSummary, State
 from flowdrop.daemon.ledger import Entry, Ledger
-from flowdrop.daemon.process import Limits, ProgressCallback, RequestHandler
+from flowdrop.daemon.process import Limits, RequestHandler
+from flowdrop.daemon.processor import ProgressCallback
 from flowdrop.daemon.spool import Scrubber, Spool
 
 REQUEST = {"templateId": "t", "mode": "simulation", "requestId": "r1"}

@@ -28,7 +28,8 @@ from hypothesis import strategies as st
 
 from flowdrop.core.contract import QuarantineReason, RunResult, StatusFile
 from flowdrop.core.errors import ErrorCode
-from flowdrop.daemon.process import Limits, RequestHandler, default_processor
+from flowdrop.daemon.process import Limits, RequestHandler
+from flowdrop.daemon.processor import default_processor
 from flowdrop.daemon.spool import REASON_SUFFIX, Scrubber, Spool
 from flowdrop.daemon.testing import write_config
 from tests.reliability.reliability_world import TINY_TEMPLATE, World, record, tmpfs

@@ -21,7 +21,9 @@ import pytest
 
 from flowdrop.core.contract import RunResult
 from flowdrop.core.errors import FlowdropError
-from flowdrop.daemon.process import Limits, RequestHandler, default_processor
+from flowdrop.core.fs import writebatch
+from flowdrop.daemon.process import Limits, RequestHandler
+from flowdrop.daemon.processor import default_processor
 from flowdrop.daemon.spool import Spool
 from flowdrop.daemon.testing import read_json, write_config
 from tests.reliability.reliability_world import TINY_TEMPLATE, Drop, World, request_body, tmpfs
@@ -47,7 +49,11 @@ def test_result_write_fault_is_storage_error(world: World, action: str) -> None:
 def test_fsync_eio_never_trusted_in_process(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """os.fsync → EIO on the result's temp file: failed/storage_error; a retry does not trust it."""
+    """os.fsync → EIO on the result's temp file: failed/storage_error; a retry does not trust it.
+
+    The end batch syncs its files with one ``syncfs`` where the filesystem flushes on it; here
+    the spool is treated as one where it does not (FUSE), so each temporary gets its fsync.
+    """
     (tmp_path / "templates").mkdir()
     (tmp_path / "templates" / "tiny.yaml").write_text(TINY_TEMPLATE.format(id="tiny", key="k"))
     from flowdrop.daemon.config import load_settings
@@ -68,6 +74,7 @@ def test_fsync_eio_never_trusted_in_process(
             raise OSError(errno.EIO, os.strerror(errno.EIO))
         real_fsync(fd)
 
+    monkeypatch.setattr(writebatch, "syncfs", lambda _path: False)
     monkeypatch.setattr(os, "fsync", fsync)
     body = {"requestId": "eio", "templateId": "tiny", "mode": "simulation"}
     (spool.work / "eio.json").write_text(json.dumps(body))
@@ -83,6 +90,47 @@ def test_fsync_eio_never_trusted_in_process(
     assert handler.handle(spool.work / "eio.json") == "succeeded"
     result = RunResult.model_validate_json(spool.result_path("eio").read_bytes(), strict=False)
     assert result.state.value == "succeeded"
+    assert read_json(spool.status_path("eio"))["state"] == "succeeded"
+    assert not [p for p in spool.outbox.iterdir() if p.name.startswith(".tmp-")]
+
+
+def test_syncfs_eio_never_trusted_in_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The end batch's one ``syncfs`` fails (EIO, a writeback error since Linux 5.8): nothing
+    of the batch becomes visible, and the retry re-runs and succeeds."""
+    (tmp_path / "templates").mkdir()
+    (tmp_path / "templates" / "tiny.yaml").write_text(TINY_TEMPLATE.format(id="tiny", key="k"))
+    from flowdrop.daemon.config import load_settings
+
+    settings = load_settings(write_config(tmp_path, processor=None))
+    for root in (settings.runs_root, settings.telemetry_root):
+        root.mkdir(parents=True)
+    spool = Spool(settings.spool, "me")
+    spool.ensure()
+    handler = RequestHandler(spool, default_processor(settings), Limits(4096, 3))
+    real_syncfs = writebatch.syncfs
+    failures: list[str] = []
+
+    def syncfs(path: Path) -> bool:
+        if ".result.json." in path.name:  # the end batch: its first file is the result
+            failures.append(path.name)
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        return real_syncfs(path)
+
+    monkeypatch.setattr(writebatch, "syncfs", syncfs)
+    body = {"requestId": "eio", "templateId": "tiny", "mode": "simulation"}
+    (spool.work / "eio.json").write_text(json.dumps(body))
+    with pytest.raises(FlowdropError) as raised:
+        handler.handle(spool.work / "eio.json")
+    assert raised.value.code.value == "storage_error"
+    assert raised.value.message == f"Could not write 'eio.result.json': {os.strerror(errno.EIO)}."
+    assert len(failures) == 2  # the result, then the storage error in its place
+    assert not spool.result_path("eio").exists()
+    assert read_json(spool.status_path("eio"))["state"] == "running"
+    assert (spool.work / "eio.json").exists()
+    monkeypatch.setattr(writebatch, "syncfs", real_syncfs)
+    assert handler.handle(spool.work / "eio.json") == "succeeded"
     assert read_json(spool.status_path("eio"))["state"] == "succeeded"
     assert not [p for p in spool.outbox.iterdir() if p.name.startswith(".tmp-")]
 

@@ -11,8 +11,8 @@ others get ``ENOENT``. Before claiming a regular file we look at it without foll
   ``stale_after`` it is claimed and rejected as ``invalid_json``;
 - symlinks, FIFOs, directories and other non-regular files are claimed (the rename moves the
   link, never its target) and then quarantined;
-- a claimed regular file is fsynced before the claim counts: the client may not have synced it,
-  and everything the daemon writes afterwards acknowledges its bytes.
+- a claimed request's bytes are synced by the handler together with the first status that
+  acknowledges them (the client may not have synced them: ``cp`` + ``mv``), not here.
 
 Liveness: every instance holds ``flock`` on ``state/instances/<instance>.lock`` while it runs.
 A ``work/<name>/`` directory whose lock can be taken belongs to a dead instance; its files are
@@ -129,33 +129,11 @@ def claim(
             os.rename(source, target)
         except FileNotFoundError:
             return ClaimOutcome(Decision.GONE)
-    if stat.S_ISREG(info.st_mode) and info.st_nlink == 1 and info.st_size <= max_bytes:
-        _fsync_request(target)
     # The rename itself is not fsynced: a power cut that undoes it puts the file back in the
-    # inbox, whole (its bytes were just synced), and the next start claims it again; the
-    # ledger and the result decide whether it resumes, ends as a duplicate or runs.
+    # inbox, and the next start claims it again; the ledger and the result decide whether it
+    # resumes, ends as a duplicate or runs.
     failpoint("after_claim")
     return ClaimOutcome(Decision.CLAIMED, target)
-
-
-def _fsync_request(path: Path) -> None:
-    """Make a claimed request's bytes durable before anything acknowledges them.
-
-    A client may rename its file in without an fsync (the documented ``cp`` + ``mv`` recipe):
-    its bytes would then live only in the page cache, and a power cut after the durable
-    ``accepted``/``running`` status would bring the file back empty — the request, its ledger
-    entry saying "running", could never end (found by the power-loss suite). A file that
-    changed type or vanished since the lstat is left to the worker to classify.
-    """
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError:
-        return
-    try:
-        if stat.S_ISREG(os.fstat(fd).st_mode):
-            os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def recover_dead_instances(spool: Spool) -> list[Path]:

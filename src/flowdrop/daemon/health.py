@@ -77,7 +77,8 @@ class HealthSnapshot:
 def write_health(path: Path, snapshot: HealthSnapshot) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     data = json.dumps(snapshot.to_json(), indent=2).encode() + b"\n"
-    atomic_write_bytes(path, data)
+    # Rewritten every health_interval and at start: a cut may show the previous one again.
+    atomic_write_bytes(path, data, durable=False)
 
 
 def read_health(path: Path) -> dict[str, Any] | None:

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from flowdrop.core.fs.locking import try_flock
-from flowdrop.core.fs.storage import atomic_write_bytes
+from flowdrop.core.fs.writebatch import WriteBatch
 from flowdrop.daemon.spool import Spool, utc_now
 
 TERMINAL = frozenset({"succeeded", "failed", "rejected"})
@@ -62,9 +62,17 @@ class Ledger:
             return None
 
     def put(self, entry: Entry) -> Entry:
+        """Write ``entry`` alone, durably (tests and tools; the handler batches its entries)."""
+        batch = WriteBatch()
+        entry = self.stage(batch, entry)
+        batch.commit()
+        return entry
+
+    def stage(self, batch: WriteBatch, entry: Entry) -> Entry:
+        """Add ``entry`` to ``batch`` (stamped with the time and this instance); returns it."""
         entry = replace(entry, updated_at=utc_now().isoformat(), instance=self.spool.instance)
         data = json.dumps(asdict(entry), indent=2, sort_keys=True).encode() + b"\n"
-        atomic_write_bytes(self.path(entry.request_id), data)
+        batch.write(self.path(entry.request_id), data)
         return entry
 
 

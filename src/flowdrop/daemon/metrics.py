@@ -139,4 +139,4 @@ def _number(value: float) -> str:
 
 def write_metrics(path: Path, snapshot: HealthSnapshot, durations: dict[str, float]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(path, render(snapshot, durations).encode())
+    atomic_write_bytes(path, render(snapshot, durations).encode(), durable=False)

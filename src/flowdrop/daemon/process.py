@@ -1,12 +1,14 @@
 """Handling one claimed request file: parse, deduplicate, run, report, file away.
 
-The order of durable steps follows "make the durable record before you destroy the source":
+The order of steps follows "make the durable record before you destroy the source", in two
+batches of writes (one data sync each; docs/architecture.md, "Durability"):
 
-1. ``accepted`` status (a new submission) and the ledger entry with the attempt counted;
-2. ``running`` statuses from the processor's progress callback;
-3. the result file (failpoint ``result_before_rename`` inside the atomic write);
-4. the terminal status, then the ledger's terminal state;
-5. the request file moves to ``done/`` (failpoint ``before_done_move`` just before).
+1. the start batch: ``accepted`` status (a new submission), the ledger entry with the attempt
+   counted, the ``running`` status, and the request file's own bytes synced with them;
+2. ``running`` statuses from the processor's progress callback (each on its own);
+3. the end batch, durable: the result (failpoints ``result_before_rename`` and ``after_result``
+   around its rename), the terminal status, the ledger's terminal state;
+4. the request file moves to ``done/`` (failpoint ``before_done_move`` just before).
 
 A crash anywhere leaves the file in ``work/``; resuming it first looks for a result already
 written by the crashed attempt (then it only finishes steps 4-5), and otherwise re-runs it until
@@ -15,7 +17,6 @@ written by the crashed attempt (then it only finishes steps 4-5), and otherwise 
 
 from __future__ import annotations
 
-import importlib
 import threading
 import time
 from collections.abc import Callable
@@ -32,9 +33,10 @@ from flowdrop.core.orchestration.results import error_result
 from flowdrop.daemon.config import Settings
 from flowdrop.daemon.intake import read_claimed
 from flowdrop.daemon.ledger import Entry, Ledger, request_lock
+from flowdrop.daemon.outbox import Outbox
+from flowdrop.daemon.processor import Processor
 from flowdrop.daemon.runguard import runs_in_use
 from flowdrop.daemon.spool import (
-    Outbox,
     Scrubber,
     Spool,
     display_name,
@@ -45,31 +47,6 @@ from flowdrop.daemon.stats import Stats
 from flowdrop.daemon.workerlost import WorkerLost
 
 log = structlog.get_logger("flowdrop.daemon")
-
-ProgressCallback = Callable[[Phase, str], None]
-Processor = Callable[[RunRequest, str, ProgressCallback], RunResult]
-ProcessorFactory = Callable[[Settings], Processor]
-
-
-def default_processor(settings: Settings) -> Processor:
-    """``processor:`` from the config ("module:factory"), else the core orchestrator."""
-    if settings.processor:
-        module_name, _, attr = settings.processor.partition(":")
-        factory = getattr(importlib.import_module(module_name), attr)
-        processor: Processor = factory(settings)
-        return processor
-    from flowdrop.core.orchestration import orchestrator
-
-    roots = orchestrator.Roots(
-        runs=settings.runs_root,
-        telemetry=settings.telemetry_root,
-        templates=tuple(settings.templates),
-    )
-
-    def run(request: RunRequest, request_id: str, progress: ProgressCallback) -> RunResult:
-        return orchestrator.orchestrate(request, roots, request_id=request_id, progress=progress)
-
-    return run
 
 
 def make_handler(
@@ -166,25 +143,33 @@ class RequestHandler:
                 return "postponed"
             entry = self.ledger.get(request_id)
             owns_outbox = entry is None or entry.state == "rejected"
-            if owns_outbox:
-                result = RunResult.from_error(request_id, error, state=State.REJECTED)
-                self.outbox.write_status(request_id, "accepted", message="Received.", restart=True)
-                self.outbox.write_result(result)
-                self.outbox.write_status(
-                    request_id, "rejected", message=f"{error.code.value}: {error.message}"
-                )
-                self.ledger.put(
-                    Entry(
-                        request_id,
-                        "",
-                        "rejected",
-                        0,
-                        display_name(path.name),
-                        self.spool.instance,
-                        "",
+            with self.outbox.batch(request_id) as batch:
+                if owns_outbox:
+                    batch.status("accepted", message="Received.", restart=True)
+                    batch.result(RunResult.from_error(request_id, error, state=State.REJECTED))
+                    batch.status("rejected", message=f"{error.code.value}: {error.message}")
+                    self.ledger.stage(
+                        batch,
+                        Entry(
+                            request_id,
+                            "",
+                            "rejected",
+                            0,
+                            display_name(path.name),
+                            self.spool.instance,
+                            "",
+                        ),
                     )
+                quarantine(
+                    self.spool,
+                    path,
+                    error.body(),
+                    request_id=request_id,
+                    scrub=self.scrub,
+                    batch=batch,
                 )
-            quarantine(self.spool, path, error.body(), request_id=request_id, scrub=self.scrub)
+                batch.vouch_for(path)  # the rejection acknowledges these bytes too
+                batch.commit()
         self._finished(path.name, request_id, "rejected", started, code=error.code)
         return "rejected"
 
@@ -215,7 +200,9 @@ class RequestHandler:
                 finished = self.outbox.read_result(request_id)
                 if finished is not None and finished.state in (State.SUCCEEDED, State.FAILED):
                     self.stats.add("recovered")
-                    return self._complete(path, request_id, entry, finished, started)
+                    return self._complete(
+                        path, request_id, entry, finished, started, with_result=False
+                    )
                 if entry.attempts >= self.limits.max_attempts:
                     msg = (
                         f"The request was interrupted {entry.attempts} times (daemon stopped "
@@ -223,8 +210,9 @@ class RequestHandler:
                     )
                     error = FlowdropError(ErrorCode.INTERRUPTED, msg, attempts=entry.attempts)
                     result = RunResult.from_error(request_id, error)
-                    self.outbox.write_result(result)
-                    return self._complete(path, request_id, entry, result, started)
+                    return self._complete(
+                        path, request_id, entry, result, started, with_result=True
+                    )
                 attempts = entry.attempts + 1
                 self.stats.add("recovered")
                 log.warning(
@@ -233,28 +221,32 @@ class RequestHandler:
                     attempt=attempts,
                     maxAttempts=self.limits.max_attempts,
                 )
-            else:
-                self.outbox.write_status(request_id, "accepted", message="Accepted.", restart=True)
-            entry = self.ledger.put(
-                Entry(
-                    request_id,
-                    digest,
-                    "running",
-                    attempts,
-                    display_name(path.name),
-                    self.spool.instance,
-                    "",
-                )
-            )
             message = (
                 "Starting."
                 if attempts == 1
                 else f"Resuming after an interruption (attempt {attempts} of "
                 f"{self.limits.max_attempts})."
             )
-            self.outbox.write_status(
-                request_id, "running", phase=Phase.VALIDATING.value, message=message
-            )
+            # One data sync for the acknowledgement and the request's own bytes; the renames
+            # are left to the next commit (a cut re-runs the request, as a crash would).
+            with self.outbox.batch(request_id) as batch:
+                if not resuming:
+                    batch.status("accepted", message="Accepted.", restart=True)
+                entry = self.ledger.stage(
+                    batch,
+                    Entry(
+                        request_id,
+                        digest,
+                        "running",
+                        attempts,
+                        display_name(path.name),
+                        self.spool.instance,
+                        "",
+                    ),
+                )
+                batch.status("running", phase=Phase.VALIDATING.value, message=message)
+                batch.vouch_for(path)
+                batch.commit(durable=False)
             failpoint("after_running_status")
             with self._running_lock:
                 self.running[request_id] = path.name
@@ -263,29 +255,14 @@ class RequestHandler:
             finally:
                 with self._running_lock:
                     self.running.pop(request_id, None)
-            result = self._publish(request_id, result)
-            failpoint("after_result")
-            return self._complete(path, request_id, entry, result, started)
-
-    def _publish(self, request_id: str, result: RunResult) -> RunResult:
-        """Write the result; if that fails, try once to record the storage error instead.
-
-        A second failure propagates: the file stays in work/ and a later attempt retries.
-        """
-        try:
-            self.outbox.write_result(result)
-        except FlowdropError as exc:
-            log.error("result_write_failed", requestId=request_id, error=exc.message)
-            result = RunResult.from_error(request_id, exc)
-            self.outbox.write_result(result)
-        return result
+            return self._complete(path, request_id, entry, result, started, with_result=True)
 
     def _run(self, request: RunRequest, request_id: str) -> RunResult:
         shown = [Phase.VALIDATING]  # the running status _accept just wrote
 
         def progress(phase: Phase, message: str) -> None:
             # A report of the phase already shown adds a message, not a state: not worth a
-            # durable status write (two fsyncs) on every request's path.
+            # status write (an fsync) on every request's path.
             if Phase(phase) is shown[-1]:
                 return
             shown.append(Phase(phase))
@@ -311,8 +288,41 @@ class RequestHandler:
         return result
 
     def _complete(
-        self, path: Path, request_id: str, entry: Entry, result: RunResult, started: float
+        self,
+        path: Path,
+        request_id: str,
+        entry: Entry,
+        result: RunResult,
+        started: float,
+        *,
+        with_result: bool,
     ) -> str:
+        """Commit the end batch (``with_result``: the result too), then file the request away."""
+        try:
+            self._commit_end(request_id, entry, result, with_result=with_result)
+        except FlowdropError as exc:
+            if not with_result or self.outbox.read_result(request_id) is not None:
+                raise  # stays in work/: the next attempt finishes what is missing
+            # Try once to record the storage error instead; a second failure propagates.
+            log.error("result_write_failed", requestId=request_id, error=exc.message)
+            result = RunResult.from_error(request_id, exc)
+            self._commit_end(request_id, entry, result, with_result=True)
+        failpoint("before_done_move")
+        file_away(path, self.spool.done)
+        self._finished(
+            path.name,
+            request_id,
+            State(result.state).value,
+            started,
+            code=result.error.code if result.error else None,
+            result=result,
+            attempts=entry.attempts,
+        )
+        return State(result.state).value
+
+    def _commit_end(
+        self, request_id: str, entry: Entry, result: RunResult, *, with_result: bool
+    ) -> None:
         state = State(result.state)
         if result.error is not None:
             message = f"{result.error.code.value}: {result.error.message}"
@@ -320,32 +330,24 @@ class RequestHandler:
             message = f"Run {result.run.run_id} {'reused' if result.run.was_reused else 'written'}."
         else:
             message = "Done."
-        current = self.outbox.read_status(request_id)
-        if current is None or current.state != state:
-            self.outbox.write_status(request_id, state.value, message=message)
-        self.ledger.put(
-            Entry(
-                request_id,
-                entry.sha256,
-                state.value,
-                entry.attempts,
-                entry.file_name,
-                self.spool.instance,
-                "",
+        with self.outbox.batch(request_id) as batch:
+            if with_result:
+                batch.result(result, after_rename="after_result")
+            if batch.last_status is None or batch.last_status.state != state:
+                batch.status(state.value, message=message)
+            self.ledger.stage(
+                batch,
+                Entry(
+                    request_id,
+                    entry.sha256,
+                    state.value,
+                    entry.attempts,
+                    entry.file_name,
+                    self.spool.instance,
+                    "",
+                ),
             )
-        )
-        failpoint("before_done_move")
-        file_away(path, self.spool.done)
-        self._finished(
-            path.name,
-            request_id,
-            state.value,
-            started,
-            code=result.error.code if result.error else None,
-            result=result,
-            attempts=entry.attempts,
-        )
-        return state.value
+            batch.commit()
 
     def _conflict(self, path: Path, request_id: str, entry: Entry, started: float) -> str:
         msg = (

@@ -26,12 +26,8 @@ from flowdrop.daemon.claim import list_inbox, list_work, recover_dead_instances,
 from flowdrop.daemon.config import ConfigError, Settings, WatchMode, load_settings
 from flowdrop.daemon.health import HealthSnapshot
 from flowdrop.daemon.notify import Notifier
-from flowdrop.daemon.process import (
-    ProcessorFactory,
-    RequestHandler,
-    default_processor,
-    make_handler,
-)
+from flowdrop.daemon.process import RequestHandler, make_handler
+from flowdrop.daemon.processor import ProcessorFactory, default_processor
 from flowdrop.daemon.reporter import Reporter
 from flowdrop.daemon.schedule import Schedule
 from flowdrop.daemon.spool import InstanceLock, Spool

@@ -20,7 +20,6 @@ import hashlib
 import json
 import os
 import re
-import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -29,16 +28,13 @@ from pathlib import Path
 
 from flowdrop.core.contract import (
     REQUEST_ID_PATTERN,
-    Phase,
     QuarantineReason,
     RunResult,
-    State,
     StatusFile,
 )
 from flowdrop.core.errors import ErrorBody
-from flowdrop.core.fs.failpoints import failpoint
 from flowdrop.core.fs.locking import acquire_flock, release_flock
-from flowdrop.core.fs.storage import atomic_write_bytes, fsync_dir
+from flowdrop.core.fs.writebatch import WriteBatch
 
 _ID_RE = re.compile(REQUEST_ID_PATTERN)
 STATUS_SUFFIX = ".status.json"
@@ -162,78 +158,6 @@ class Scrubber:
         return text.encode("utf-8")
 
 
-def _identity(data: bytes) -> bytes:
-    return data
-
-
-# --- outbox ------------------------------------------------------------------------------------
-
-
-class Outbox:
-    """Writes status and result files; per request, ``seq`` only grows (serialised by a lock)."""
-
-    def __init__(self, spool: Spool, scrub: Scrubber | None = None) -> None:
-        self.spool = spool
-        self._scrub = scrub or _identity
-        self._guard = threading.Lock()
-        self._locks: dict[str, threading.Lock] = {}
-
-    def _lock(self, request_id: str) -> threading.Lock:
-        with self._guard:
-            return self._locks.setdefault(request_id, threading.Lock())
-
-    def forget(self, request_id: str) -> None:
-        """Drop the request's lock once it has ended, so the map does not grow for ever."""
-        with self._guard:
-            self._locks.pop(request_id, None)
-
-    def read_status(self, request_id: str) -> StatusFile | None:
-        return read_status_file(self.spool.status_path(request_id))
-
-    def read_result(self, request_id: str) -> RunResult | None:
-        return read_result_file(self.spool.result_path(request_id))
-
-    def write_status(
-        self,
-        request_id: str,
-        state: str,
-        *,
-        phase: str | None = None,
-        message: str = "",
-        restart: bool = False,
-        now: datetime | None = None,
-    ) -> StatusFile:
-        """Write the next status; ``restart`` starts a new acceptedAt (a new submission)."""
-        now = now or utc_now()
-        with self._lock(request_id):
-            previous = self.read_status(request_id)
-            seq = previous.seq + 1 if previous else 1
-            accepted_at = previous.accepted_at if previous and not restart else now
-            status = StatusFile.model_validate(
-                {
-                    "request_id": request_id,
-                    "state": State(state),
-                    "phase": Phase(phase) if phase else None,
-                    "message": message,
-                    "seq": seq,
-                    "accepted_at": accepted_at,
-                    "updated_at": now,
-                    "instance": self.spool.instance,
-                }
-            )
-            atomic_write_bytes(
-                self.spool.status_path(request_id), self._scrub(status.to_json_bytes())
-            )
-            return status
-
-    def write_result(self, result: RunResult) -> None:
-        atomic_write_bytes(
-            self.spool.result_path(result.request_id),
-            self._scrub(result.to_json_bytes()),
-            failpoint_name="result_before_rename",
-        )
-
-
 def read_status_file(path: Path) -> StatusFile | None:
     try:
         return StatusFile.model_validate_json(path.read_bytes(), strict=False)
@@ -300,8 +224,14 @@ def quarantine(
     request_id: str | None,
     scrub: Scrubber | None = None,
     now: datetime | None = None,
+    batch: WriteBatch | None = None,
 ) -> Path:
-    """Move ``source`` (any file type; never followed) into quarantine with its reason file."""
+    """Move ``source`` (any file type; never followed) into quarantine with its reason file.
+
+    Into ``batch`` when given (the caller commits it, with the request's own result and
+    statuses), else committed here. Reason first: a crash between the two renames leaves a
+    reason without its file, never the reverse.
+    """
     target = _free_name(spool.quarantine, source.name)
     reason = QuarantineReason(
         file_name=display_name(source.name),
@@ -313,12 +243,12 @@ def quarantine(
     data = reason.to_json_bytes()
     if scrub is not None:
         data = scrub(data)
-    # Reason first: a crash between the two leaves a reason without its file, never the reverse.
-    atomic_write_bytes(target.with_name(target.name + REASON_SUFFIX), data)
-    failpoint("quarantine_before_rename")
-    os.rename(source, target)
-    fsync_dir(spool.quarantine)
-    fsync_dir(source.parent)
+    own = batch is None
+    batch = WriteBatch() if batch is None else batch
+    batch.write(target.with_name(target.name + REASON_SUFFIX), data)
+    batch.move(source, target, before_rename="quarantine_before_rename")
+    if own:
+        batch.commit()
     return target
 
 

@@ -26,7 +26,7 @@ import yaml
 from flowdrop.core.contract import Phase, RunRequest, RunResult, RunSummary, State
 from flowdrop.core.errors import ErrorCode, FlowdropError
 from flowdrop.daemon.config import Settings
-from flowdrop.daemon.process import Processor, ProgressCallback
+from flowdrop.daemon.processor import Processor, ProgressCallback
 
 
 def counting_processor(settings: Settings) -> Processor:

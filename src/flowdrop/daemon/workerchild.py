@@ -23,7 +23,7 @@ from flowdrop.core.engine import compilecache
 from flowdrop.core.errors import FlowdropError
 from flowdrop.daemon import logsetup
 from flowdrop.daemon.config import Settings
-from flowdrop.daemon.process import ProcessorFactory
+from flowdrop.daemon.processor import ProcessorFactory
 
 log = structlog.get_logger("flowdrop.daemon")
 _PR_SET_PDEATHSIG = 1

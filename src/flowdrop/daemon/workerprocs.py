@@ -34,7 +34,7 @@ from flowdrop.core.contract import Phase, RunRequest, RunResult
 from flowdrop.core.engine.compilecache import CacheStats
 from flowdrop.core.errors import ErrorCode, FlowdropError
 from flowdrop.daemon.config import Settings
-from flowdrop.daemon.process import ProcessorFactory, default_processor
+from flowdrop.daemon.processor import ProcessorFactory, default_processor
 from flowdrop.daemon.workerlost import WorkerLost
 
 log = structlog.get_logger("flowdrop.daemon")

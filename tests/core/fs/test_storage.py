@@ -264,3 +264,53 @@ def test_without_exchange_a_crash_between_the_renames_is_undone(
     assert removed == [".tmp-other.old.0123456789ab", ".tmp-run.new"]  # + the staging debris
     assert not (tmp_path / ".tmp-other.old.0123456789ab").exists()
     assert not (tmp_path / ".tmp-run.old.0123456789ab").exists()
+
+
+def test_a_later_syncfs_makes_an_earlier_publish_durable_so_one_flush_is_left(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A source run, a bundle and a replay run of one request: three syncfs and one parent
+    fsync instead of three (each syncfs commits the renames published before it)."""
+    libc = _CountingLibc()
+    fsyncs: list[str] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(storage, "_libc", libc)
+    monkeypatch.setattr(storage, "filesystem_type", lambda _path: "ext4")
+
+    def fsync(fd: int) -> None:
+        fsyncs.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    runs, bundles = tmp_path / "runs", tmp_path / "telemetry"
+    runs.mkdir()
+    bundles.mkdir()
+    pending = storage.PendingRenames()
+    publish_dir(_staged_run(runs, 3), runs / "source", pending=pending)
+    publish_dir(_staged_run(bundles, 3), bundles / "key", pending=pending)
+    publish_dir(_staged_run(runs, 3), runs / "replay", pending=pending)
+    assert (libc.calls, fsyncs) == (3, [])
+    pending.flush()
+    assert fsyncs == [str(runs)]  # only the last rename was left for the flush
+    pending.flush()
+    assert fsyncs == [str(runs)]
+
+
+def test_where_syncfs_is_not_a_flush_every_pending_parent_is_fsynced_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fsyncs: list[str] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(storage, "filesystem_type", lambda _path: "fuse.lazyfs")
+
+    def fsync(fd: int) -> None:
+        fsyncs.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    pending = storage.PendingRenames()
+    publish_dir(_staged_run(tmp_path, 1), tmp_path / "a", pending=pending)
+    publish_dir(_staged_run(tmp_path, 1), tmp_path / "b", pending=pending)
+    assert str(tmp_path) not in fsyncs  # the trees' own files and directories only
+    pending.flush()
+    assert fsyncs.count(str(tmp_path)) == 1

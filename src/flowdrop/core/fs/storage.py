@@ -39,7 +39,7 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _storage_error(action: str, path: Path, exc: OSError, *, root: Path | None) -> FlowdropError:
+def storage_error(action: str, path: Path, exc: OSError, *, root: Path | None) -> FlowdropError:
     shown = path.name if root is None else _relative(path, root)
     msg = f"Could not {action} '{shown}': {exc.strerror or exc}."
     return FlowdropError(ErrorCode.STORAGE_ERROR, msg, path=shown, errno=exc.errno)
@@ -53,12 +53,19 @@ def _relative(path: Path, root: Path) -> str:
 
 
 def atomic_write_bytes(
-    path: Path, data: bytes, *, failpoint_name: str | None = None, root: Path | None = None
+    path: Path,
+    data: bytes,
+    *,
+    failpoint_name: str | None = None,
+    root: Path | None = None,
+    durable: bool = True,
 ) -> None:
     """Replace ``path`` with ``data`` atomically and durably.
 
     ``root`` only shapes error messages (paths are shown relative to it, never absolute).
     ``failpoint_name`` names the point after the temporary is durable and before the rename.
+    ``durable`` False leaves the rename to the filesystem's next commit: a power cut may bring
+    the previous version back, never a torn one (the data is synced before the rename).
     """
     temp = path.with_name(f"{TEMP_PREFIX}{path.name}.{uuid.uuid4().hex[:12]}")
     try:
@@ -74,11 +81,12 @@ def atomic_write_bytes(
         if failpoint_name:
             failpoint(failpoint_name)
         os.replace(temp, path)
-        fsync_dir(path.parent)
+        if durable:
+            fsync_dir(path.parent)
     except OSError as exc:
         with contextlib.suppress(OSError):
             temp.unlink()
-        raise _storage_error("write", path, exc, root=root) from exc
+        raise storage_error("write", path, exc, root=root) from exc
 
 
 def make_staging_dir(parent: Path, final_name: str) -> Path:
@@ -115,7 +123,7 @@ def filesystem_type(path: Path) -> str | None:
     return found
 
 
-def _syncfs(path: Path) -> bool:
+def syncfs(path: Path) -> bool:
     """One ``syncfs(2)`` of the filesystem holding ``path``; False where it would not be a flush."""
     global _libc
     if not hasattr(os, "major") or filesystem_type(path) not in SYNCFS_FILESYSTEMS:
@@ -124,7 +132,7 @@ def _syncfs(path: Path) -> bool:
         _libc = ctypes.CDLL(None, use_errno=True)
     if not hasattr(_libc, "syncfs"):
         return False
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)  # any file or directory of the filesystem
     try:
         if _libc.syncfs(fd) != 0:  # since Linux 5.8 it reports writeback errors
             code = ctypes.get_errno()
@@ -134,13 +142,43 @@ def _syncfs(path: Path) -> bool:
     return True
 
 
-def sync_tree(path: Path) -> None:
+class PendingRenames:
+    """Publishing renames of one request not made durable yet.
+
+    A request that publishes several trees (a source run, a bundle, a replay run) need not fsync
+    the parent after each rename: the next tree's ``syncfs`` of the same filesystem commits the
+    earlier renames with it. :meth:`flush` fsyncs what no later ``syncfs`` covered; the
+    orchestrator calls it before it answers, so nothing it reports is left undurable.
+    """
+
+    def __init__(self) -> None:
+        self._dirs: dict[Path, int] = {}
+
+    def add(self, directory: Path) -> None:
+        self._dirs[directory] = os.stat(directory).st_dev
+
+    def covered(self, device: int) -> None:
+        """A ``syncfs`` of ``device`` completed: its pending renames are durable."""
+        self._dirs = {path: dev for path, dev in self._dirs.items() if dev != device}
+
+    def flush(self) -> None:
+        while self._dirs:
+            directory = next(iter(self._dirs))
+            fsync_dir(directory)
+            del self._dirs[directory]
+
+
+def sync_tree(path: Path, pending: PendingRenames | None = None) -> None:
     """Make every file and directory under ``path`` durable before it is published.
 
     One ``syncfs(2)`` where the filesystem flushes on it (the count does not grow with the number
-    of series files); else a batched fsync pass over every file and directory, bottom-up.
+    of series files; it also makes ``pending`` renames on that filesystem durable); else a
+    batched fsync pass over every file and directory, bottom-up.
     """
-    if not _syncfs(path):
+    if syncfs(path):
+        if pending is not None:
+            pending.covered(os.stat(path).st_dev)
+    else:
         fsync_tree(path)
 
 
@@ -157,9 +195,17 @@ def fsync_tree(path: Path) -> None:
 
 
 def publish_dir(
-    staging: Path, final: Path, *, replace: bool = False, root: Path | None = None
+    staging: Path,
+    final: Path,
+    *,
+    replace: bool = False,
+    root: Path | None = None,
+    pending: PendingRenames | None = None,
 ) -> None:
     """Make a fully written staging directory visible under ``final`` with one rename.
+
+    The rename is made durable by an fsync of the parent, or, with ``pending``, later (see
+    :class:`PendingRenames`).
 
     With ``replace`` an existing ``final`` is swapped with the staging directory in one
     ``renameat2(RENAME_EXCHANGE)`` and the old tree removed, so readers never see a missing or
@@ -167,13 +213,20 @@ def publish_dir(
     :func:`exists_or_restore`). Without it an
     existing ``final`` makes this raise ``FileExistsError`` (the caller decides what that means).
     """
+
+    def renamed() -> None:
+        if pending is None:
+            fsync_dir(final.parent)
+        else:
+            pending.add(final.parent)
+
     try:
-        sync_tree(staging)
+        sync_tree(staging, pending)
         if final.exists() and replace:
             if _exchange(staging, final):
                 # One atomic step: ``final`` is the new tree, ``staging`` the old one (debris a
                 # crash leaves under a temporary name, swept like any staging directory).
-                fsync_dir(final.parent)
+                renamed()
                 shutil.rmtree(staging, ignore_errors=True)
                 return
             # No RENAME_EXCHANGE here (NFS, some FUSE filesystems): two renames, with a moment
@@ -182,17 +235,17 @@ def publish_dir(
             aside = final.with_name(f"{TEMP_PREFIX}{final.name}{ASIDE_MARK}{uuid.uuid4().hex[:12]}")
             os.rename(final, aside)
             os.rename(staging, final)
-            fsync_dir(final.parent)
+            renamed()
             shutil.rmtree(aside, ignore_errors=True)
             return
         if final.exists():
             raise FileExistsError(final)
         os.rename(staging, final)
-        fsync_dir(final.parent)
+        renamed()
     except FileExistsError:
         raise
     except OSError as exc:
-        raise _storage_error("publish", final, exc, root=root) from exc
+        raise storage_error("publish", final, exc, root=root) from exc
 
 
 ASIDE_MARK = ".old."  # ".tmp-<name>.old.<hex>": a replaced tree renamed aside
@@ -256,6 +309,7 @@ def publish_staged(
     replace: bool,
     root: Path,
     failpoint_name: str | None = None,
+    pending: PendingRenames | None = None,
 ) -> T:
     """The one staging-then-publish path for run directories and bundles.
 
@@ -275,7 +329,7 @@ def publish_staged(
         if failpoint_name:
             failpoint(failpoint_name)
         try:
-            publish_dir(staging, parent / name, replace=replace, root=root)
+            publish_dir(staging, parent / name, replace=replace, root=root, pending=pending)
         except FileExistsError as exc:
             raise AlreadyPublished(*exc.args) from None
     except BaseException:

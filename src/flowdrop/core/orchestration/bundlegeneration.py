@@ -82,7 +82,13 @@ def _capture_locked(
             write_bundle_json(staging, info)
             return captured
 
-        result = build_bundle(req.telemetry_root, key, fill, replace=bundle_dir.exists())
+        result = build_bundle(
+            req.telemetry_root,
+            key,
+            fill,
+            replace=bundle_dir.exists(),
+            pending=req.store.pending,
+        )
     reason = (
         "options.forceCapture: bundle regenerated."
         if req.options.force_capture

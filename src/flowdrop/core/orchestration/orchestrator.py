@@ -20,6 +20,7 @@ one rename; a failure removes the staging directory. Names from the request are 
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -54,6 +55,7 @@ def orchestrate(
     """
     started = time.perf_counter()
     ctx = new_context(request, request_id, progress or (lambda _p, _m: None))
+    req = None
     try:
         ctx.progress(Phase.VALIDATING, "Validating request…")
         with ctx.timed("validate"):
@@ -63,7 +65,11 @@ def orchestrate(
         simulation = req.mode is Mode.SIMULATION
         result = run_simulation(req, ctx) if simulation else run_telemetry(req, ctx)
         result = name_report(req, result)
+        req.store.pending.flush()  # what the result names is durable before it is answered
     except (FlowdropError, OSError) as exc:
+        if req is not None:  # a bundle published before a failed replay stays durable too
+            with contextlib.suppress(OSError):
+                req.store.pending.flush()
         return error_result(request_id, exc)
     ctx.timings["total"] = time.perf_counter() - started
     return result.model_copy(update={"timings": dict(ctx.timings)})

@@ -22,6 +22,7 @@ from flowdrop.core.errors import ErrorCode, FlowdropError
 from flowdrop.core.fs.sandbox import check_id, resolve_inside
 from flowdrop.core.fs.storage import (
     AlreadyPublished,
+    PendingRenames,
     StagingError,
     exists_or_restore,
     publish_staged,
@@ -101,10 +102,15 @@ def _storage_error(action: str, run_id: str, exc: OSError) -> FlowdropError:
 
 
 class RunStore:
-    """Run directories under one runs root."""
+    """Run directories under one runs root, for one request.
+
+    ``pending`` holds the request's publishing renames not yet fsynced (the orchestrator
+    flushes it before it answers; :class:`~flowdrop.core.fs.storage.PendingRenames`).
+    """
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        self.pending = PendingRenames()
 
     def path(self, run_id: str) -> Path:
         check_id(run_id, "runId")
@@ -193,6 +199,7 @@ class RunStore:
                 replace=replace,
                 root=self.root,
                 failpoint_name="run_before_publish",
+                pending=self.pending,
             )
         except StagingError as exc:
             raise _storage_error("stage", run_id, exc) from exc

@@ -27,6 +27,7 @@ from flowdrop.core.fs.sandbox import check_file_name, resolve_inside
 from flowdrop.core.fs.storage import (
     TEMP_PREFIX,
     AlreadyPublished,
+    PendingRenames,
     StagingError,
     publish_staged,
     remove_tree,
@@ -280,7 +281,14 @@ def remove_stale_staging(telemetry_root: Path, key: str) -> int:
     return removed
 
 
-def build_bundle(telemetry_root: Path, key: str, fill: Callable[[Path], T], *, replace: bool) -> T:
+def build_bundle(
+    telemetry_root: Path,
+    key: str,
+    fill: Callable[[Path], T],
+    *,
+    replace: bool,
+    pending: PendingRenames | None = None,
+) -> T:
     """Fill a staging directory beside ``TelemetryRoot/<key>`` and publish it as the bundle
     (:func:`~flowdrop.core.fs.storage.publish_staged`; failpoint ``capture_before_publish``
     between the two); returns what ``fill`` returned."""
@@ -292,6 +300,7 @@ def build_bundle(telemetry_root: Path, key: str, fill: Callable[[Path], T], *, r
             replace=replace,
             root=telemetry_root,
             failpoint_name="capture_before_publish",
+            pending=pending,
         )
     except StagingError as exc:
         msg = f"Could not create a staging directory for bundle '{key}': {exc.strerror or exc}."
