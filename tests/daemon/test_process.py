@@ -242,3 +242,55 @@ def test_a_progress_report_of_the_phase_already_shown_writes_no_status(spool: Sp
     assert phases == ["validating", "simulating", "simulating", "capturing"]
     # accepted, running/validating, simulating, capturing, succeeded
     assert json.loads(spool.status_path("r1").read_text())["seq"] == 5
+
+
+class _SyncCounter:
+    """Stands in for libc (syncfs) and os.fsync; records each call with what was synced."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        from flowdrop.core.fs import storage
+
+        self.calls: list[str] = []
+        real_fsync = os.fsync
+        monkeypatch.setattr(storage, "_libc", self)
+        monkeypatch.setattr(storage, "filesystem_type", lambda _path: "ext4")
+
+        def fsync(fd: int) -> None:
+            self.calls.append("fsync " + Path(os.readlink(f"/proc/self/fd/{fd}")).name)
+            real_fsync(fd)
+
+        monkeypatch.setattr(os, "fsync", fsync)
+
+    def syncfs(self, fd: int) -> int:
+        self.calls.append("syncfs " + Path(os.readlink(f"/proc/self/fd/{fd}")).name)
+        return 0
+
+
+def test_a_request_costs_one_sync_to_start_one_per_progress_status_and_two_to_end(
+    spool: Spool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fsync budget of the spool side (docs/architecture.md, "Durability"): the start batch
+    syncs its data (statuses, ledger, the request's bytes) once and leaves its renames; a progress
+    status is one fsync; the end batch syncs its data, renames, and syncs the renames."""
+    counter = _SyncCounter(monkeypatch)
+    recorder = Recorder(spool)
+    assert _handler(spool, recorder).handle(_claimed(spool, "a.json", REQUEST)) == "succeeded"
+    assert [call.split(" ")[0] for call in counter.calls] == ["syncfs", "fsync", "syncfs", "syncfs"]
+    start, progress, end_data, end_renames = counter.calls
+    assert start.startswith("syncfs .tmp-r1.status.json.")  # the batch's first temporary
+    assert progress.startswith("fsync .tmp-r1.status.json.")
+    assert end_data.startswith("syncfs .tmp-r1.result.json.")
+    assert end_renames == "syncfs outbox"
+    assert (spool.done / "a.json").exists()
+
+
+def test_a_rejection_is_one_batch_with_its_quarantine_move(
+    spool: Spool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    counter = _SyncCounter(monkeypatch)
+    body = {**REQUEST, "mode": "shell"}
+    assert _handler(spool, Recorder(spool)).handle(_claimed(spool, "bad.json", body)) == "rejected"
+    assert [call.split(" ")[0] for call in counter.calls] == ["syncfs", "syncfs"]
+    assert json.loads(spool.status_path("bad").read_text())["state"] == "rejected"
+    assert (spool.quarantine / "bad.json").exists()
+    assert (spool.quarantine / "bad.json.reason.json").exists()

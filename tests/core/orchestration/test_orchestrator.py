@@ -702,3 +702,54 @@ def test_dry_run_validates_an_existing_bundle(roots: Roots) -> None:
         "Telemetry bundle 'mini-bundle' is invalid: file 'total_errors.csv' listed in "
         "manifest.json is missing.",
     )
+
+
+class TestDurability:
+    def _count(self, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+        """syncfs (a fake libc on a filesystem said to be ext4) and fsync calls, by path."""
+        from flowdrop.core.fs import storage
+
+        calls: list[str] = []
+        real_fsync = os.fsync
+
+        class Libc:
+            def syncfs(self, fd: int) -> int:
+                calls.append("syncfs " + os.readlink(f"/proc/self/fd/{fd}"))
+                return 0
+
+        def fsync(fd: int) -> None:
+            calls.append("fsync " + os.readlink(f"/proc/self/fd/{fd}"))
+            real_fsync(fd)
+
+        monkeypatch.setattr(storage, "_libc", Libc())
+        monkeypatch.setattr(storage, "filesystem_type", lambda _path: "ext4")
+        monkeypatch.setattr(os, "fsync", fsync)
+        return calls
+
+    def test_a_generation_publishes_three_trees_with_one_parent_fsync_at_the_end(
+        self, roots: Roots, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Source run, bundle, replay run: each tree's syncfs commits the renames published
+        before it, and the last rename is fsynced before the result is returned."""
+        calls = self._count(monkeypatch)
+        result = _run(roots)
+        assert result.capture.status is CaptureStatus.GENERATED
+        kinds = [call.split(" ", 1)[0] for call in calls]
+        assert kinds == ["syncfs", "syncfs", "syncfs", "fsync"]
+        assert calls[-1] == f"fsync {roots.runs}"
+
+    def test_a_failed_replay_still_leaves_the_published_bundle_durable(
+        self, roots: Roots, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        calls = self._count(monkeypatch)
+        monkeypatch.setenv(failpoints.ENV, "replay_before_publish=eio")
+        failpoints.reset()
+        try:
+            result = _run(roots)
+        finally:
+            monkeypatch.delenv(failpoints.ENV)
+            failpoints.reset()
+        assert result.error is not None and result.error.code is ErrorCode.STORAGE_ERROR
+        assert (roots.telemetry / "mini-bundle" / "bundle.json").is_file()
+        # The source run's rename was committed by the bundle's syncfs; the bundle's by this.
+        assert calls[-1] == f"fsync {roots.telemetry}"
