@@ -275,13 +275,14 @@ def write_files(out_dir: Path, rendered: RenderedRun) -> RunInfo:
     link = _empty(out_dir)
     for name in RUN_DIRECTORIES:
         (out_dir / name).mkdir(parents=True, exist_ok=True)
-    made: set[Path] = set()
-    written: dict[bytes, Path] = {}
+    made: set[str] = set()
+    written: dict[bytes, str] = {}
     for relative, data in rendered.files.items():
-        target = out_dir / relative
-        if target.parent not in made:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            made.add(target.parent)
+        target = os.path.join(out_dir, relative)
+        parent = os.path.dirname(target)
+        if parent not in made:
+            os.makedirs(parent, exist_ok=True)
+            made.add(parent)
         first = written.get(data)
         if first is not None:
             try:
@@ -294,12 +295,23 @@ def write_files(out_dir: Path, rendered: RenderedRun) -> RunInfo:
             written.setdefault(data, target)
         else:
             _unlink_if_linked(target)
-        target.write_bytes(data)
+        _write_new(target, data)
     rendered.info.path = out_dir
     return rendered.info
 
 
-def _unlink_if_linked(path: Path) -> None:
+def _write_new(path: str, data: bytes) -> None:
+    """``Path.write_bytes`` (same flags and mode) without the file object: a third of the cost."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)
+
+
+def _unlink_if_linked(path: str) -> None:
     try:
         info = os.lstat(path)
     except FileNotFoundError:
