@@ -99,3 +99,22 @@ def test_find_template_by_metadata_id_then_stem(tmp_path: Path) -> None:
         find_template("Alpha", [tmp_path])
     assert caught.value.code is ErrorCode.TEMPLATE_NOT_FOUND
     assert caught.value.message == "Template 'Alpha' was not found."
+
+
+def test_default_texts_are_read_from_the_nodes_before_merge_keys_are_flattened() -> None:
+    """One composed tree gives both the values and the raw default texts; the texts are read
+    as composed (a default reached only through ``<<`` has no raw text, as before), and a
+    placeholder in a flow collection still falls back to neutral values."""
+    text = (
+        "metadata: {id: t}\n"
+        "base: &p {type: number, default: 1.50}\n"
+        "parameters:\n"
+        "  - <<: *p\n"
+        "    name: rate\n"
+        "  - {name: cap, type: number, default: 2.50}\n"
+    )
+    rate, cap = load_template(text).parameters
+    assert (rate.default, rate.default_text) == (1.5, None)
+    assert (cap.default, cap.default_text) == (2.5, "2.50")
+    flow = "metadata: {id: t}\ngrid: {bins: ${bins}}\nparameters:\n  - {name: bins, default: 07}\n"
+    assert load_template(flow).parameters[0].default_text == "07"

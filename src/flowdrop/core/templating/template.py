@@ -109,12 +109,33 @@ def _raw_scalars(node: yaml.Node | None) -> str | list[str] | None:
     return None
 
 
-def _default_texts(text: str) -> dict[str, str | list[str] | None]:
+DefaultTexts = dict[str, str | list[str] | None]
+
+
+def _default_texts(text: str) -> DefaultTexts:
     try:
         root = yaml.compose(text, Loader=_FAST_LOADER)
     except yaml.YAMLError:
         return {}
-    out: dict[str, str | list[str] | None] = {}
+    return _defaults_of(root)
+
+
+def _load_with_defaults(text: str) -> tuple[Any, DefaultTexts] | None:
+    """``yaml.load`` by libyaml and the raw default texts, from one composed node tree (a cold
+    template was composed twice); None where libyaml rejects the text."""
+    loader = _FAST_LOADER(text)
+    try:
+        node = loader.get_single_node()
+        texts = _defaults_of(node)  # before construction: it flattens merge keys in the nodes
+        return (None if node is None else loader.construct_document(node)), texts
+    except yaml.YAMLError:
+        return None
+    finally:
+        loader.dispose()
+
+
+def _defaults_of(root: yaml.Node | None) -> DefaultTexts:
+    out: DefaultTexts = {}
     if not isinstance(root, yaml.MappingNode):
         return out
     for key, value in root.value:
@@ -141,10 +162,9 @@ def _number_or_none(value: Any) -> float | None:
         return None
 
 
-def _parameters(raw: Any, text: str) -> tuple[ParameterSpec, ...]:
+def _parameters(raw: Any, texts: DefaultTexts) -> tuple[ParameterSpec, ...]:
     if not isinstance(raw, list):
         return ()
-    texts = _default_texts(text)
     specs: list[ParameterSpec] = []
     for index, entry in enumerate(raw):
         if not isinstance(entry, dict) or not entry.get("name"):
@@ -181,15 +201,19 @@ def parse_template(text: str, *, source_name: str | None = None) -> Template:
     """Parse the template header from YAML text; raise TEMPLATE_INVALID when it is unusable."""
     if not text.strip():
         raise _invalid("Template YAML content is empty.")
-    try:
-        root = parse_yaml(text)
-    except FlowdropError:
-        # Placeholders inside flow collections ({bins: ${bins}}) are not YAML until substituted;
-        # the header only needs to survive, so read it with neutral values.
-        root = parse_yaml(_NEUTRAL.sub("0", text))
-        text_for_defaults = _NEUTRAL.sub("0", text)
+    loaded = _load_with_defaults(text)
+    if loaded is not None:
+        root, texts = loaded
     else:
-        text_for_defaults = text
+        try:
+            root = parse_yaml(text)
+        except FlowdropError:
+            # Placeholders inside flow collections ({bins: ${bins}}) are not YAML until
+            # substituted; the header only needs to survive, so read it with neutral values.
+            root = parse_yaml(_NEUTRAL.sub("0", text))
+            texts = _default_texts(_NEUTRAL.sub("0", text))
+        else:
+            texts = _default_texts(text)
     if not isinstance(root, dict):
         raise _invalid("YAML parsing error: the template root must be a mapping.")
     metadata = root.get("metadata")
@@ -220,7 +244,7 @@ def parse_template(text: str, *, source_name: str | None = None) -> Template:
         capture_key=_optional_str(metadata.get("captureKey")),
         declares_rng=declares_rng,
         stochastic_reasons=reasons,
-        parameters=_parameters(root.get("parameters"), text_for_defaults),
+        parameters=_parameters(root.get("parameters"), texts),
         description=_optional_str(metadata.get("description")),
         narrative=_optional_str(metadata.get("narrative")),
         source_name=source_name,
