@@ -39,6 +39,20 @@ def scalar(value: Any) -> str:
             text = f"{mantissa}.0E{exponent}"
         return text
     text = str(value)
+    return _string(text) if len(text) <= _MEMO_LENGTH else _quoted(text)
+
+
+_MEMO_LENGTH = 256
+
+
+@functools.lru_cache(maxsize=8192)
+def _string(text: str) -> str:
+    # A model repeats its ids, kinds and expressions request after request; the character
+    # checks of a quoted one cost more than the rest of its line.
+    return _quoted(text)
+
+
+def _quoted(text: str) -> str:
     if _stays_a_string(text):
         return text
     quoted = json.dumps(text, ensure_ascii=False)
