@@ -5,6 +5,7 @@ and spool files (tests/daemon/retention_world.py), and the command line.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -238,3 +239,18 @@ def test_quarantined_directories_and_symlinks_go_without_following_anything(
     assert reasons(report)["quarantine/link.json"] == "expired"
     assert not dropped.exists() and not (world.spool.quarantine / "link.json").is_symlink()
     assert outside.read_text() == "keep me"
+
+
+def test_a_run_whose_files_share_an_inode_reports_each_byte_freed_once(world: World) -> None:
+    """The run writer hard-links a run's repeated series files: counting names would report
+    more bytes freed than the disk gets back."""
+    run_dir = world.run("run_z_linked", "z")
+    series = run_dir / "series" / "x.csv"
+    os.link(series, run_dir / "series" / "y.csv")
+    os.link(series, run_dir / "series" / "z.csv")
+    expected = sum(p.stat().st_size for p in run_dir.rglob("*") if p.is_file()) - 2 * (
+        series.stat().st_size
+    )
+    report = prune(world.settings, now=NOW)
+    (removed,) = [d for d in report.removed() if d.name == "run_z_linked"]
+    assert removed.size_bytes == expected

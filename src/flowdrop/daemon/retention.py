@@ -58,11 +58,19 @@ def _stat(path: Path) -> os.stat_result | None:
 
 
 def _tree_size(path: Path) -> int:
+    """Bytes freed by removing ``path``: each inode once (a run's repeated series files are
+    hard links to one file, core/engine/artifacts.py)."""
     total = 0
+    seen: set[tuple[int, int]] = set()
     for current, _dirs, files in os.walk(path):
         for name in files:
             with contextlib.suppress(OSError):
-                total += os.lstat(os.path.join(current, name)).st_size
+                info = os.lstat(os.path.join(current, name))
+                if info.st_nlink > 1:
+                    if (info.st_dev, info.st_ino) in seen:
+                        continue
+                    seen.add((info.st_dev, info.st_ino))
+                total += info.st_size
     return total
 
 
