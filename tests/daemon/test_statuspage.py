@@ -118,6 +118,31 @@ def test_the_keeper_rewrites_only_when_the_outbox_changed_or_the_page_is_old(
     assert keeper.writes == 3
 
 
+def test_a_status_written_while_the_page_is_made_shows_on_the_next_tick(
+    spool: Spool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A request that ends between the page's own rename and the keeper's next look is not
+    taken for that rename (the keeper once read the outbox's mtime after its write, and such a
+    request stayed off the page for max_age: a flaky daemon test found it)."""
+    from flowdrop.daemon import statuspage
+
+    real_write = statuspage.write_page
+
+    def write_then_a_request_ends(*args: object) -> Path:
+        page = real_write(*args)  # type: ignore[arg-type]
+        if not spool.status_path("late-1").exists():
+            _status(spool, "late-1", State.SUCCEEDED)
+        return page
+
+    monkeypatch.setattr(statuspage, "write_page", write_then_a_request_ends)
+    keeper = StatusPageKeeper(spool, None, max_age=10.0)
+    assert keeper.tick(100.0)
+    assert "late-1" not in (spool.outbox / PAGE_NAME).read_text(encoding="utf-8")
+    assert keeper.tick(101.0)
+    assert "late-1" in (spool.outbox / PAGE_NAME).read_text(encoding="utf-8")
+    assert not keeper.tick(102.0)
+
+
 def test_status_html_writes_the_page_from_the_cli(tmp_path: Path) -> None:
     config = write_config(tmp_path)
     page = tmp_path / "overview.html"

@@ -206,9 +206,14 @@ def write_page(spool: Spool, runs_root: Path | None, page: Path) -> Path:
 
 
 class StatusPageKeeper:
-    """Keeps ``outbox/index.html`` current from its own thread: it looks at the outbox's mtime
-    at most once a second and rewrites the page when something changed (and every
-    ``max_age`` seconds anyway, so durations of running requests move)."""
+    """Keeps ``outbox/index.html`` current from its own thread: at most once a second it looks
+    at what the page shows — the outbox's status and result files — and rewrites the page when
+    they changed (and every ``max_age`` seconds anyway, so durations of running requests move).
+
+    The outbox directory's mtime alone cannot say it: the page's own rename changes it, and a
+    request's status renamed between that rename and the next look would be taken for it.
+    The files are only listed when the directory's mtime moved.
+    """
 
     def __init__(
         self,
@@ -224,7 +229,8 @@ class StatusPageKeeper:
         self.interval, self.max_age = interval, max_age
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._seen: int | None = None
+        self._dir_seen: int | None = None
+        self._seen: tuple[int, int] | None = None
         self._written = 0.0
         self.writes = 0
         self._clock = clock or time.monotonic
@@ -235,19 +241,37 @@ class StatusPageKeeper:
         except OSError:
             return None
 
+    def _shown(self) -> tuple[int, int] | None:
+        """(how many, newest mtime) of the outbox's status and result files."""
+        count = newest = 0
+        try:
+            with os.scandir(self.spool.outbox) as entries:
+                for entry in entries:
+                    name = entry.name
+                    if name.startswith(".") or not name.endswith((STATUS_SUFFIX, RESULT_SUFFIX)):
+                        continue
+                    count += 1
+                    newest = max(newest, entry.stat(follow_symlinks=False).st_mtime_ns)
+        except OSError:
+            return None
+        return count, newest
+
     def tick(self, now: float) -> bool:
-        """Rewrite when the outbox changed since the last write, or the page is old."""
-        seen = self._outbox_mtime()
-        if seen == self._seen and now - self._written < self.max_age:
+        """Rewrite when the outbox's statuses or results changed, or the page is old."""
+        fresh = now - self._written < self.max_age
+        directory = self._outbox_mtime()
+        if directory == self._dir_seen and self._seen is not None and fresh:
+            return False
+        self._dir_seen = directory
+        shown = self._shown()  # read before the page is made: a later change shows next time
+        if shown == self._seen and fresh:
             return False
         try:
             write_page(self.spool, self.runs_root, self.page)
         except OSError as exc:
             log.warning("status_page_failed", error=str(exc))
             return False
-        # Our own write changed the outbox's mtime: remember the value after it. (A change in the
-        # same timestamp tick right after our write is caught by max_age at the latest.)
-        self._seen, self._written = self._outbox_mtime(), now
+        self._seen, self._written = shown, now
         self.writes += 1
         return True
 
@@ -268,7 +292,7 @@ class StatusPageKeeper:
 
     def start(self) -> None:
         self._stop = threading.Event()
-        self._seen = None  # write at once: the page may be stale from an earlier run
+        self._dir_seen = self._seen = None  # write at once: the page may be stale
         self.tick(self._clock())
         self._thread = threading.Thread(
             target=self._run, args=(self._stop,), name="status-page", daemon=True
