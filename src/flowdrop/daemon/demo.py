@@ -76,7 +76,8 @@ def _follow(settings: Settings, request_id: str, started: float) -> Observed:
                     settings.spool / "outbox" / f"{request_id}.result.json"
                 )
                 return seen
-        time.sleep(0.005)
+        # A phase of the demo's small templates lasts a few milliseconds: look often.
+        time.sleep(0.001)
     seen.trail.append("timed out")
     seen.seconds = time.monotonic() - started
     return seen
