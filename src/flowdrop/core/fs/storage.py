@@ -39,6 +39,36 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_temp(path: Path, data: bytes, *, sync: bool) -> Path:
+    """Write ``data`` to a new hidden temporary beside ``path`` (``sync``: fsync it too).
+
+    The temporary is removed again if writing it fails; renaming it is the caller's.
+    """
+    temp = path.with_name(f"{TEMP_PREFIX}{path.name}.{uuid.uuid4().hex[:12]}")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        if sync:
+            os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            temp.unlink()
+        raise
+    os.close(fd)
+    return temp
+
+
 def storage_error(action: str, path: Path, exc: OSError, *, root: Path | None) -> FlowdropError:
     shown = path.name if root is None else _relative(path, root)
     msg = f"Could not {action} '{shown}': {exc.strerror or exc}."
@@ -67,25 +97,18 @@ def atomic_write_bytes(
     ``durable`` False leaves the rename to the filesystem's next commit: a power cut may bring
     the previous version back, never a torn one (the data is synced before the rename).
     """
-    temp = path.with_name(f"{TEMP_PREFIX}{path.name}.{uuid.uuid4().hex[:12]}")
+    temp: Path | None = None
     try:
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        try:
-            view = memoryview(data)
-            while view:
-                written = os.write(fd, view)
-                view = view[written:]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        temp = write_temp(path, data, sync=True)
         if failpoint_name:
             failpoint(failpoint_name)
         os.replace(temp, path)
         if durable:
             fsync_dir(path.parent)
     except OSError as exc:
-        with contextlib.suppress(OSError):
-            temp.unlink()
+        if temp is not None:
+            with contextlib.suppress(OSError):
+                temp.unlink()
         raise storage_error("write", path, exc, root=root) from exc
 
 
@@ -186,11 +209,7 @@ def fsync_tree(path: Path) -> None:
     """fsync every file and directory under ``path`` (bottom-up) before it is published."""
     for current, _dirs, files in os.walk(path, topdown=False):
         for name in files:
-            fd = os.open(Path(current) / name, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            fsync_file(Path(current) / name)
         fsync_dir(Path(current))
 
 

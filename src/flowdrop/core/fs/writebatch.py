@@ -20,13 +20,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from flowdrop.core.fs.failpoints import failpoint
-from flowdrop.core.fs.storage import TEMP_PREFIX, fsync_dir, storage_error, syncfs
+from flowdrop.core.fs.storage import fsync_dir, fsync_file, storage_error, syncfs, write_temp
 
 
 @dataclass(frozen=True)
@@ -60,15 +59,7 @@ def sync_paths(paths: Iterable[Path], *, directories: bool = False) -> None:
             if directories:
                 fsync_dir(path)
             else:
-                _fsync_file(path)
-
-
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+                fsync_file(path)
 
 
 class WriteBatch:
@@ -78,9 +69,6 @@ class WriteBatch:
         self._writes: list[_Write] = []
         self._moves: list[_Move] = []
         self._vouched: list[Path] = []
-
-    def __bool__(self) -> bool:
-        return bool(self._writes or self._moves)
 
     def write(
         self,
@@ -119,7 +107,7 @@ class WriteBatch:
         try:
             for item in self._writes:
                 current = item.path
-                temps.append(_write_temp(item.path, item.data))
+                temps.append(write_temp(item.path, item.data, sync=False))
             current = first
             sync_paths([*temps, *self._regular(self._vouched)])
             for item, temp in zip(self._writes, list(temps), strict=True):
@@ -158,19 +146,3 @@ class WriteBatch:
                 if os.path.isfile(path) and not os.path.islink(path):
                     kept.append(path)
         return kept
-
-
-def _write_temp(path: Path, data: bytes) -> Path:
-    temp = path.with_name(f"{TEMP_PREFIX}{path.name}.{uuid.uuid4().hex[:12]}")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-    except BaseException:
-        os.close(fd)
-        with contextlib.suppress(OSError):
-            temp.unlink()
-        raise
-    os.close(fd)
-    return temp
