@@ -13,6 +13,7 @@ from flowdrop.daemon.ledger import Entry, Ledger
 from flowdrop.daemon.process import Limits, RequestHandler
 from flowdrop.daemon.processor import ProgressCallback
 from flowdrop.daemon.spool import Scrubber, Spool
+from tests.failpointing import armed
 
 REQUEST = {"templateId": "t", "mode": "simulation", "requestId": "r1"}
 
@@ -185,15 +186,8 @@ def test_result_write_failure_is_recorded_as_storage_error(
     spool: Spool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """EIO while publishing the result: the request ends failed/storage_error, not succeeded."""
-    monkeypatch.setenv("FLOWDROP_FAILPOINTS", "result_before_rename=eio@1")
-    from flowdrop.core.fs import failpoints
-
-    failpoints.reset()
-    try:
+    with armed(monkeypatch, "result_before_rename=eio@1"):
         outcome = _handler(spool, Recorder(spool)).handle(_claimed(spool, "a.json", REQUEST))
-    finally:
-        monkeypatch.delenv("FLOWDROP_FAILPOINTS")
-        failpoints.reset()
     assert outcome == "failed"
     result = json.loads(spool.result_path("r1").read_text())
     assert result["error"]["code"] == "storage_error"

@@ -46,14 +46,11 @@ def test_result_write_fault_is_storage_error(world: World, action: str) -> None:
     assert not [p for p in world.outbox.iterdir() if p.name.startswith(".tmp-")], "temp left behind"
 
 
-def test_fsync_eio_never_trusted_in_process(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """os.fsync → EIO on the result's temp file: failed/storage_error; a retry does not trust it.
+EIO_REQUEST = {"requestId": "eio", "templateId": "tiny", "mode": "simulation"}
 
-    The end batch syncs its files with one ``syncfs`` where the filesystem flushes on it; here
-    the spool is treated as one where it does not (FUSE), so each temporary gets its fsync.
-    """
+
+def _in_process(tmp_path: Path) -> tuple[Spool, RequestHandler]:
+    """A spool and a handler with the real orchestrator and one tiny template, no daemon."""
     (tmp_path / "templates").mkdir()
     (tmp_path / "templates" / "tiny.yaml").write_text(TINY_TEMPLATE.format(id="tiny", key="k"))
     from flowdrop.daemon.config import load_settings
@@ -63,7 +60,18 @@ def test_fsync_eio_never_trusted_in_process(
         root.mkdir(parents=True)
     spool = Spool(settings.spool, "me")
     spool.ensure()
-    handler = RequestHandler(spool, default_processor(settings), Limits(4096, 3))
+    return spool, RequestHandler(spool, default_processor(settings), Limits(4096, 3))
+
+
+def test_fsync_eio_never_trusted_in_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """os.fsync → EIO on the result's temp file: failed/storage_error; a retry does not trust it.
+
+    The end batch syncs its files with one ``syncfs`` where the filesystem flushes on it; here
+    the spool is treated as one where it does not (FUSE), so each temporary gets its fsync.
+    """
+    spool, handler = _in_process(tmp_path)
     real_fsync = os.fsync
     failures: list[str] = []
 
@@ -76,8 +84,7 @@ def test_fsync_eio_never_trusted_in_process(
 
     monkeypatch.setattr(writebatch, "syncfs", lambda _path: False)
     monkeypatch.setattr(os, "fsync", fsync)
-    body = {"requestId": "eio", "templateId": "tiny", "mode": "simulation"}
-    (spool.work / "eio.json").write_text(json.dumps(body))
+    (spool.work / "eio.json").write_text(json.dumps(EIO_REQUEST))
     with pytest.raises(FlowdropError) as raised:
         handler.handle(spool.work / "eio.json")  # both result writes fail: left for a retry
     assert raised.value.code.value == "storage_error"
@@ -99,16 +106,7 @@ def test_syncfs_eio_never_trusted_in_process(
 ) -> None:
     """The end batch's one ``syncfs`` fails (EIO, a writeback error since Linux 5.8): nothing
     of the batch becomes visible, and the retry re-runs and succeeds."""
-    (tmp_path / "templates").mkdir()
-    (tmp_path / "templates" / "tiny.yaml").write_text(TINY_TEMPLATE.format(id="tiny", key="k"))
-    from flowdrop.daemon.config import load_settings
-
-    settings = load_settings(write_config(tmp_path, processor=None))
-    for root in (settings.runs_root, settings.telemetry_root):
-        root.mkdir(parents=True)
-    spool = Spool(settings.spool, "me")
-    spool.ensure()
-    handler = RequestHandler(spool, default_processor(settings), Limits(4096, 3))
+    spool, handler = _in_process(tmp_path)
     real_syncfs = writebatch.syncfs
     failures: list[str] = []
 
@@ -119,8 +117,7 @@ def test_syncfs_eio_never_trusted_in_process(
         return real_syncfs(path)
 
     monkeypatch.setattr(writebatch, "syncfs", syncfs)
-    body = {"requestId": "eio", "templateId": "tiny", "mode": "simulation"}
-    (spool.work / "eio.json").write_text(json.dumps(body))
+    (spool.work / "eio.json").write_text(json.dumps(EIO_REQUEST))
     with pytest.raises(FlowdropError) as raised:
         handler.handle(spool.work / "eio.json")
     assert raised.value.code.value == "storage_error"

@@ -48,19 +48,21 @@ def hello(
     return Model(document)
 
 
+# What render_run and write_run are called with unless a test says otherwise.
+_RENDER: dict[str, Any] = {
+    "run_id": "run_test",
+    "template": None,
+    "parameters": {},
+    "mode": "simulation",
+    "rng_seed": None,
+    "input_hash": None,
+    "provenance": None,
+    "now": NOW,
+}
+
+
 def write(model: Model, out: Path, **kwargs: Any) -> Any:
-    options: dict[str, Any] = {
-        "run_id": "run_test",
-        "template": None,
-        "parameters": {},
-        "mode": "simulation",
-        "rng_seed": None,
-        "input_hash": None,
-        "provenance": None,
-        "now": NOW,
-    }
-    options.update(kwargs)
-    return write_run(model, evaluate(model), out, **options)
+    return write_run(model, evaluate(model), out, **{**_RENDER, **kwargs})
 
 
 def load(path: Path) -> Any:
@@ -274,15 +276,3 @@ def test_where_links_are_refused_every_file_is_written(
     write_files(tmp_path / "run", rendered)
     assert _files(tmp_path / "run") == rendered.files
     assert all(p.stat().st_nlink == 1 for p in (tmp_path / "run").rglob("*") if p.is_file())
-
-
-_RENDER: dict[str, Any] = {
-    "run_id": "run_test",
-    "template": None,
-    "parameters": {},
-    "mode": "simulation",
-    "rng_seed": None,
-    "input_hash": None,
-    "provenance": None,
-    "now": NOW,
-}

@@ -20,6 +20,7 @@ from flowdrop.core.fs.storage import (
     publish_dir,
     sweep_stale_temps,
 )
+from tests.failpointing import armed
 
 
 def test_atomic_write_replaces_content_and_leaves_no_temporary(tmp_path: Path) -> None:
@@ -60,15 +61,9 @@ def test_error_messages_never_show_absolute_paths(tmp_path: Path) -> None:
 def test_failpoint_before_rename_leaves_the_final_name_untouched(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv(failpoints.ENV, "result_before_rename=enospc")
-    failpoints.reset()
     target = tmp_path / "r.result.json"
-    try:
-        with pytest.raises(FlowdropError) as caught:
-            atomic_write_bytes(target, b"{}", failpoint_name="result_before_rename")
-    finally:
-        monkeypatch.delenv(failpoints.ENV)
-        failpoints.reset()
+    with armed(monkeypatch, "result_before_rename=enospc"), pytest.raises(FlowdropError) as caught:
+        atomic_write_bytes(target, b"{}", failpoint_name="result_before_rename")
     assert caught.value.code is ErrorCode.STORAGE_ERROR
     assert not target.exists()
     assert list(tmp_path.iterdir()) == []
@@ -116,18 +111,13 @@ def test_kill_failpoint_kills_the_process_before_the_rename(tmp_path: Path) -> N
 
 
 def test_failpoint_with_ordinal_fires_only_on_that_hit(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(failpoints.ENV, "p=eio@2")
-    failpoints.reset()
-    try:
+    with armed(monkeypatch, "p=eio@2"):
         failpoints.failpoint("p")
         with pytest.raises(OSError) as caught:
             failpoints.failpoint("p")
         assert caught.value.errno == errno.EIO
         failpoints.failpoint("p")
         failpoints.failpoint("unrelated")
-    finally:
-        monkeypatch.delenv(failpoints.ENV)
-        failpoints.reset()
 
 
 def test_sweep_removes_only_old_temporaries(tmp_path: Path) -> None:

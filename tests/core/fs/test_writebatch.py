@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from flowdrop.core.errors import ErrorCode, FlowdropError
-from flowdrop.core.fs import failpoints, storage
+from flowdrop.core.fs import storage
 from flowdrop.core.fs.writebatch import WriteBatch, sync_paths
+from tests.failpointing import armed
 
 
 class _Recorder:
@@ -142,17 +143,11 @@ def test_a_failed_data_sync_renames_nothing_and_names_the_first_file(
 def test_a_failure_before_a_rename_keeps_the_earlier_renames_and_no_temporary(
     world: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv(failpoints.ENV, "status_rename=eio")
-    failpoints.reset()
     batch = WriteBatch()
     batch.write(world / "outbox" / "r.result.json", b"result")
     batch.write(world / "outbox" / "r.status.json", b"new status", before_rename="status_rename")
-    try:
-        with pytest.raises(FlowdropError) as caught:
-            batch.commit()
-    finally:
-        monkeypatch.delenv(failpoints.ENV)
-        failpoints.reset()
+    with armed(monkeypatch, "status_rename=eio"), pytest.raises(FlowdropError) as caught:
+        batch.commit()
     assert caught.value.message == "Could not write 'r.status.json': Input/output error."
     assert (world / "outbox" / "r.result.json").read_bytes() == b"result"
     assert (world / "outbox" / "r.status.json").read_text() == "old status"

@@ -18,10 +18,10 @@ from structlog.testing import capture_logs
 
 from flowdrop.core.contract import CaptureStatus, Phase, RunRequest, State
 from flowdrop.core.errors import ErrorCode
-from flowdrop.core.fs import failpoints
 from flowdrop.core.fs.locking import capture_lock
 from flowdrop.core.hashing import deterministic_run_id, input_hash, parameters_hash
 from flowdrop.core.orchestration.orchestrator import Roots, orchestrate
+from tests.failpointing import armed
 
 FIXED = datetime(2025, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
 
@@ -494,14 +494,8 @@ class TestFailures:
         self, roots: Roots, monkeypatch: pytest.MonkeyPatch, action: str
     ) -> None:
         """A failed capture is storage_error, logged, and leaves no staging or partial bundle."""
-        monkeypatch.setenv(failpoints.ENV, f"capture_before_publish={action}")
-        failpoints.reset()
-        try:
-            with capture_logs() as logs:
-                result = _run(roots)
-        finally:
-            monkeypatch.delenv(failpoints.ENV)
-            failpoints.reset()
+        with armed(monkeypatch, f"capture_before_publish={action}"), capture_logs() as logs:
+            result = _run(roots)
         assert result.state is State.FAILED
         strerror = {"eio": "Input/output error", "enospc": "No space left on device"}[action]
         _assert_error(
@@ -520,13 +514,8 @@ class TestFailures:
         self, roots: Roots, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         """A failed replay publishes no run directory and claims no success."""
-        monkeypatch.setenv(failpoints.ENV, "replay_before_publish=eio")
-        failpoints.reset()
-        try:
+        with armed(monkeypatch, "replay_before_publish=eio"):
             result = _run(roots)
-        finally:
-            monkeypatch.delenv(failpoints.ENV)
-            failpoints.reset()
         assert result.error.code is ErrorCode.STORAGE_ERROR
         assert result.run is None
         names = sorted(p.name for p in roots.runs.iterdir())
@@ -742,13 +731,8 @@ class TestDurability:
         self, roots: Roots, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         calls = self._count(monkeypatch)
-        monkeypatch.setenv(failpoints.ENV, "replay_before_publish=eio")
-        failpoints.reset()
-        try:
+        with armed(monkeypatch, "replay_before_publish=eio"):
             result = _run(roots)
-        finally:
-            monkeypatch.delenv(failpoints.ENV)
-            failpoints.reset()
         assert result.error is not None and result.error.code is ErrorCode.STORAGE_ERROR
         assert (roots.telemetry / "mini-bundle" / "bundle.json").is_file()
         # The source run's rename was committed by the bundle's syncfs; the bundle's by this.
