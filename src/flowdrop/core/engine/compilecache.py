@@ -9,8 +9,8 @@ differ only in their seed share one entry.
 
 The cached document is shared and never mutated: a hit returns a :class:`Model` whose document
 is a shallow copy with its own ``provenance`` (the only part a run writer changes; the
-generation time is the caller's ``now`` as on a miss). Code that mutates nodes (telemetry
-replay) works on ``Model.copy()``, a deep copy, as before.
+generation time is the caller's ``now`` as on a miss). Telemetry replay changes nodes through
+``Model.copy()`` and ``set_values``, which replace the node list rather than edit it.
 """
 
 from __future__ import annotations

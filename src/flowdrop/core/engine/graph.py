@@ -86,8 +86,13 @@ def retry_kernel(raw: Any) -> list[float]:
 
 
 def compile_document(document: dict[str, Any]) -> dict[str, Any]:
-    """Engine-side synthesis (§7): missing queue nodes and retry-echo convolutions."""
-    document = copy.deepcopy(document)
+    """Engine-side synthesis (§7): missing queue nodes and retry-echo convolutions.
+
+    ``document`` is not modified. Only the topology's semantics are edited here, so only the
+    topology is copied; the nodes (with their values) are shared with the result, read-only.
+    """
+    if "topology" in document:
+        document = {**document, "topology": copy.deepcopy(document["topology"])}
     topology = document.get("topology") or {}
     tnodes = topology.get("nodes") or []
     if not tnodes:

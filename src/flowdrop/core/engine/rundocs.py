@@ -37,7 +37,11 @@ def normalize_spec(
 
     ``compiled_topology`` is the topology after engine-side synthesis (the graph's).
     """
-    spec = copy.deepcopy(document)
+    # Only topology semantics are rewritten: the rest of the spec (nodes and their values)
+    # is shared with ``document`` and only read.
+    spec = dict(document)
+    if "topology" in spec:
+        spec["topology"] = copy.deepcopy(spec["topology"])
     referenced: list[str] = []
     topology = spec.get("topology") or {}
     compiled_nodes = {

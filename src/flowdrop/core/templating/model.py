@@ -138,9 +138,14 @@ class Model:
         )
 
     def copy(self) -> Model:
-        """A deep copy (``set_values`` mutates)."""
+        """A copy that ``set_values`` may change without touching this model.
+
+        Only the document's top level is the copy's own: ``set_values`` replaces the node list
+        rather than editing it, and nothing mutates what lies below, so deep-copying every
+        node's values (most of a replay's copying) bought nothing.
+        """
         clone = copy.copy(self)
-        clone.document = copy.deepcopy(self.document)
+        clone.document = dict(self.document)
         return clone
 
 
