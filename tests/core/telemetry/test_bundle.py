@@ -147,6 +147,24 @@ class TestValidation:
         error = _invalid(make_bundle(tmp_path, **override))
         assert error.message == f"Telemetry bundle 'key' is invalid: {message}"
 
+    def test_a_file_symlinked_out_of_the_bundle_is_path_violation(self, tmp_path: Path) -> None:
+        """Same bytes, but behind a symlink that leaves the bundle: refused, never read."""
+        bundle = make_bundle(tmp_path)
+        outside = tmp_path / "outside.csv"
+        (bundle / "A_arrivals.csv").rename(outside)
+        (bundle / "A_arrivals.csv").symlink_to(outside)
+        with pytest.raises(FlowdropError) as info:
+            validate_bundle(bundle, "key")
+        assert info.value.code is ErrorCode.PATH_VIOLATION
+
+    def test_a_symlink_within_the_bundle_is_followed(self, tmp_path: Path) -> None:
+        """A link to another file of the same bundle stays inside it (the sandbox's rule)."""
+        bundle = make_bundle(tmp_path)
+        (bundle / "A_arrivals.csv").rename(bundle / "real.csv")
+        (bundle / "A_arrivals.csv").symlink_to(bundle / "real.csv")
+        manifest = validate_bundle(bundle, "key")
+        assert manifest.facts["A_arrivals.csv"][2] == (bundle / "real.csv").stat().st_ino
+
     def test_bad_metric(self, tmp_path: Path) -> None:
         """Metrics are FlowTime's six names."""
         bundle = make_bundle(tmp_path)

@@ -55,11 +55,16 @@ def _read_text(path: Path) -> str:
     try:
         return path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
-        raise FlowdropError(
-            ErrorCode.STORAGE_ERROR,
-            f"Run file '{path.name}' could not be read: {type(exc).__name__}.",
-            file=path.name,
-        ) from None
+        raise unreadable(path.name, exc) from None
+
+
+def unreadable(name: str, exc: Exception) -> FlowdropError:
+    """The ``storage_error`` of a run or series file that could not be read or decoded."""
+    return FlowdropError(
+        ErrorCode.STORAGE_ERROR,
+        f"Run file '{name}' could not be read: {type(exc).__name__}.",
+        file=name,
+    )
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -78,12 +83,26 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 def read_series_csv(path: Path, points: int | None = None) -> FloatArray:
     """A ``bin_index,value`` (or ``bin_index,classId,value``) CSV; absent bins are 0."""
-    lines = _read_text(path).splitlines()
+    return parse_series_csv(_read_text(path), path.name, points)
+
+
+def series_from_bytes(data: bytes, name: str, points: int | None = None) -> FloatArray:
+    """:func:`read_series_csv` of bytes already read from the file ``name``."""
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise unreadable(name, exc) from None
+    return parse_series_csv(text, name, points)
+
+
+def parse_series_csv(text: str, name: str, points: int | None = None) -> FloatArray:
+    """The values of a series CSV's text (``name`` is for messages)."""
+    lines = text.splitlines()
     if not lines or lines[0].strip().lower() not in ("bin_index,value", "bin_index,classid,value"):
         raise FlowdropError(
             ErrorCode.STORAGE_ERROR,
-            f"Series file '{path.name}' has an unexpected header.",
-            file=path.name,
+            f"Series file '{name}' has an unexpected header.",
+            file=name,
         )
     rows = [line.split(",") for line in lines[1:] if line.strip()]
     size = points if points is not None else len(rows)
@@ -93,8 +112,8 @@ def read_series_csv(path: Path, points: int | None = None) -> FloatArray:
         if not 0 <= index < size:
             raise FlowdropError(
                 ErrorCode.STORAGE_ERROR,
-                f"Series file '{path.name}' has bin index {index} outside the grid.",
-                file=path.name,
+                f"Series file '{name}' has bin index {index} outside the grid.",
+                file=name,
             )
         values[index] = parse_float(row[-1])
     return values

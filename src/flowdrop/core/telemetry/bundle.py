@@ -16,6 +16,8 @@ that passed is not hashed again while its identity is unchanged (:mod:`.trust`).
 from __future__ import annotations
 
 import json
+import os
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -144,6 +146,8 @@ class BundleManifest:
     bin_unit: str
     files: tuple[BundleFile, ...]
     raw: dict[str, Any]
+    # The trust fact each file passed validation with, by path (what .bundlefiles reads under).
+    facts: dict[str, trust.Fact]
 
     @property
     def warnings(self) -> list[dict[str, Any]]:
@@ -230,24 +234,35 @@ def validate_bundle(
     if not isinstance(entries, list) or not entries:
         raise _invalid(key, "manifest.json lists no files.")
     files = tuple(_file_entry(key, i, item) for i, item in enumerate(entries))
-    checked: set[str] = set()
+    real_root = Path(os.path.realpath(bundle_dir))
+    facts: dict[str, trust.Fact] = {}
     for entry in files:
-        if entry.path in checked:
-            continue
-        checked.add(entry.path)
-        _check_file(bundle_dir, key, entry, bins)
-    return BundleManifest(bins, bin_size, unit, files, raw)
+        if entry.path not in facts:
+            facts[entry.path] = _check_file(bundle_dir, real_root, key, entry, bins)
+    return BundleManifest(bins, bin_size, unit, files, raw, facts)
 
 
-def _check_file(bundle_dir: Path, key: str, entry: BundleFile, bins: int) -> None:
-    path = resolve_inside(bundle_dir, entry.path, field=f"bundle file {entry.path}")
-    if not path.is_file():
-        raise _invalid(
-            key, f"file '{entry.path}' listed in manifest.json is missing.", file=entry.path
-        )
-    known = trust.fact(path, entry.hash, entry.points, bins)
+def _check_file(
+    bundle_dir: Path, real_root: Path, key: str, entry: BundleFile, bins: int
+) -> trust.Fact:
+    # A regular file (lstat: not a symlink) named by a checked bare name directly under the
+    # resolved root is inside the root: resolve_inside's verdict, for one lstat instead of a
+    # realpath of every component. Anything else (symlink, missing) gets the sandbox's check.
+    path = real_root / entry.path
+    try:
+        info: os.stat_result | None = os.lstat(path)
+    except OSError:
+        info = None
+    if info is None or not stat.S_ISREG(info.st_mode):
+        path = resolve_inside(bundle_dir, entry.path, field=f"bundle file {entry.path}")
+        if not path.is_file():
+            raise _invalid(
+                key, f"file '{entry.path}' listed in manifest.json is missing.", file=entry.path
+            )
+        info = os.stat(path)
+    known = trust.fact_of(path, info, entry.hash, entry.points, bins)
     if trust.is_verified(known):
-        return
+        return known
     actual = sha256_file(path)
     if actual != entry.hash:
         msg = f"file '{entry.path}' does not match its manifest hash."
@@ -262,6 +277,7 @@ def _check_file(bundle_dir: Path, key: str, entry: BundleFile, bins: int) -> Non
         msg = f"file '{entry.path}' has {rows} rows (manifest says {entry.points}); the grid has {bins} bins."
         raise _invalid(key, msg, file=entry.path, rows=rows, bins=bins)
     trust.remember(known)
+    return known
 
 
 # --- publication -----------------------------------------------------------------------------

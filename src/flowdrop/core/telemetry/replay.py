@@ -24,10 +24,10 @@ import numpy as np
 
 from flowdrop.core import engine
 from flowdrop.core.engine.artifacts import TELEMETRY_MANIFEST
-from flowdrop.core.engine.runreader import read_series_csv
 from flowdrop.core.errors import ErrorCode, FlowdropError
 from flowdrop.core.hashing import dotnet_json
 from flowdrop.core.numerics import FloatArray
+from flowdrop.core.telemetry import bundlefiles
 from flowdrop.core.telemetry.bindings import DEFAULT_CLASS, METRICS
 from flowdrop.core.telemetry.bundle import BundleManifest
 from flowdrop.core.telemetry.manifest import CaptureWarning
@@ -75,7 +75,8 @@ def plan_replay(model: engine.Model, bundle_dir: Path, manifest: BundleManifest)
         if series is None or series not in node_ids:
             continue
         # validate_bundle checked the header and that there is one row per bin.
-        values = read_series_csv(bundle_dir / entry.path, manifest.bins).tolist()
+        known = manifest.facts[entry.path]
+        values = bundlefiles.read_values(bundle_dir / entry.path, known, manifest.bins).tolist()
         if entry.class_id in ("", DEFAULT_CLASS):
             plan.totals[series] = values
         else:
@@ -182,7 +183,8 @@ def _add_bundle(
     the merged manifest takes the place of the run's own, so it is written once."""
     try:
         for name in dict.fromkeys(f.path for f in manifest.files):
-            rendered.files[f"model/telemetry/{name}"] = (bundle_dir / name).read_bytes()
+            data = bundlefiles.read_bytes(bundle_dir / name, manifest.facts[name])
+            rendered.files[f"model/telemetry/{name}"] = data
     except OSError as exc:
         msg = f"Could not copy the bundle into the run: {exc.strerror or exc}."
         raise FlowdropError(ErrorCode.STORAGE_ERROR, msg, errno=exc.errno) from exc

@@ -23,7 +23,11 @@ _guard = threading.Lock()
 
 def fact(path: Path, digest: str, points: int, bins: int) -> Fact:
     """What a successful check of ``path`` against (``digest``, ``points``, ``bins``) rests on."""
-    info = os.stat(path)
+    return fact_of(path, os.stat(path), digest, points, bins)
+
+
+def fact_of(path: Path, info: os.stat_result, digest: str, points: int, bins: int) -> Fact:
+    """:func:`fact` from a ``stat`` of ``path`` the caller already has."""
     return (
         str(path),
         info.st_dev,
@@ -35,6 +39,12 @@ def fact(path: Path, digest: str, points: int, bins: int) -> Fact:
         points,
         bins,
     )
+
+
+def same_file(known: Fact, info: os.stat_result) -> bool:
+    """Whether ``info`` (a later stat) shows the file identity ``known`` rests on."""
+    identity = (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
+    return known[1:6] == identity
 
 
 def is_verified(known: Fact) -> bool:

@@ -1,0 +1,92 @@
+"""Bundle files read once per verified identity: the bytes and values a replay takes from them.
+
+A fresh replay reads every bundle CSV twice (its values for the plan, its bytes for the copy
+under ``model/telemetry/``), request after request, though :func:`.bundle.validate_bundle` has
+just found each file's identity unchanged (:mod:`.trust`). Both are remembered under that trust
+fact (path, device, inode, size, mtime, ctime + manifest hash, points, grid bins), so a file that
+moved in any of these is read again. Bytes are remembered only when the file still has the fact's
+identity after the read (ctime moves on every write), so what is kept is what was verified.
+Bounded by entries and by bytes; per process. Values are read-only arrays, shared.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+from flowdrop.core.engine.runreader import series_from_bytes, unreadable
+from flowdrop.core.numerics import FloatArray
+from flowdrop.core.telemetry.trust import Fact, same_file
+
+MAX_ENTRIES = 1024
+MAX_BYTES = 32 * 1024 * 1024
+
+
+@dataclass
+class _Contents:
+    data: bytes
+    values: FloatArray | None = None
+
+
+_memo: OrderedDict[Fact, _Contents] = OrderedDict()
+_size = 0
+_guard = threading.Lock()
+
+
+def read_bytes(path: Path, known: Fact) -> bytes:
+    """The bytes of ``path``, verified as ``known`` (raises ``OSError`` as reading does)."""
+    return _contents(path, known).data
+
+
+def read_values(path: Path, known: Fact, points: int) -> FloatArray:
+    """The values of the series CSV ``path`` (verified as ``known``): a shared read-only array.
+
+    Errors are :func:`flowdrop.core.engine.runreader.read_series_csv`'s.
+    """
+    try:
+        contents = _contents(path, known)
+    except OSError as exc:
+        raise unreadable(path.name, exc) from None
+    if contents.values is None:
+        values = series_from_bytes(contents.data, path.name, points)
+        values.flags.writeable = False
+        contents.values = values  # the same for every reader: parsed from the same bytes
+    return contents.values
+
+
+def _contents(path: Path, known: Fact) -> _Contents:
+    with _guard:
+        found = _memo.get(known)
+        if found is not None:
+            _memo.move_to_end(known)
+            return found
+    with open(path, "rb") as handle:
+        data = handle.read()
+        after = os.fstat(handle.fileno())
+    contents = _Contents(data)
+    if same_file(known, after):
+        _remember(known, contents)
+    return contents
+
+
+def _remember(known: Fact, contents: _Contents) -> None:
+    global _size
+    with _guard:
+        if known in _memo or len(contents.data) > MAX_BYTES:
+            return
+        _memo[known] = contents
+        _size += len(contents.data)
+        while len(_memo) > MAX_ENTRIES or _size > MAX_BYTES:
+            _, dropped = _memo.popitem(last=False)
+            _size -= len(dropped.data)
+
+
+def forget_all() -> None:
+    """Read everything again (tests)."""
+    global _size
+    with _guard:
+        _memo.clear()
+        _size = 0
