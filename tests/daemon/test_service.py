@@ -87,7 +87,7 @@ def test_dead_observer_is_restarted_and_the_inbox_rescanned(start, tmp_path: Pat
     running = start(watch=WatchMode.INOTIFY)
     watcher = running.daemon._watcher
     assert watcher is not None
-    watcher._observer.stop()  # type: ignore[union-attr]  # simulate the observer dying
+    watcher._source.stop()  # type: ignore[union-attr]  # simulate the watch dying
     wait_until(lambda: watcher.restarts == 1, timeout=5, message="observer restart")
     drop_json(tmp_path / "spool" / "inbox", "after.json", REQUEST)
     assert wait_until(lambda: terminal_status(tmp_path / "spool" / "outbox", "after"), timeout=5)

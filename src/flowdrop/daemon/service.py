@@ -165,7 +165,9 @@ class Daemon:
     def _arm(self) -> None:
         self._mode = choose_mode(self.settings.watch, self.spool.inbox)
         if self._mode is WatchMode.INOTIFY:
-            watcher = InboxWatcher(self.spool.inbox, self._on_event, self._on_hint)
+            watcher = InboxWatcher(
+                self.spool.inbox, self._on_event, self._on_hint, self._on_overflow
+            )
             try:
                 watcher.start()
             except OSError as exc:

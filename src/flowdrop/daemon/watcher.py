@@ -19,13 +19,26 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.events import (
+    DirMovedEvent,
+    FileClosedEvent,
+    FileCreatedEvent,
+    FileMovedEvent,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
 from watchdog.observers import Observer
 from watchdog.observers.inotify_move_event_grouper import InotifyMoveEventGrouper
 
+from flowdrop.daemon import inotifyreader
 from flowdrop.daemon.config import WatchMode
+from flowdrop.daemon.inotifyreader import InotifyReader
 from flowdrop.daemon.spool import is_request_name, is_temp_name
 
+# What the handler uses (a name appearing: created, moved in, written and closed); watchdog
+# turns the list into the inotify mask, so the kernel does not queue the rest (opens, reads,
+# modifications, our own scans of the inbox) for four threads to pass along and drop.
+WATCHED_EVENTS = (FileCreatedEvent, FileClosedEvent, FileMovedEvent, DirMovedEvent)
 NETWORK_FS_PREFIXES = ("nfs", "cifs", "smb", "fuse.", "9p", "ceph", "glusterfs", "lustre")
 
 
@@ -164,36 +177,66 @@ class OverflowDetector(logging.Handler):
 
 
 class InboxWatcher:
-    """Owns the observer; ``alive`` is false when it died (the daemon then restarts it)."""
+    """Owns the inbox's watch; ``alive`` is false when it died (the daemon then restarts it).
+
+    The watch is an :class:`~flowdrop.daemon.inotifyreader.InotifyReader` where watchdog has
+    ``InotifyFD`` (7.0 and later), else watchdog's ``Observer`` with :class:`InboxHandler`.
+    """
 
     def __init__(
-        self, inbox: Path, notify: Callable[[str], None], hint: Callable[[], None] = lambda: None
+        self,
+        inbox: Path,
+        notify: Callable[[str], None],
+        hint: Callable[[], None] = lambda: None,
+        on_overflow: Callable[[], None] = lambda: None,
+        *,
+        observer: bool = not inotifyreader.AVAILABLE,
     ) -> None:
         self.inbox = inbox
         self._notify = notify
         self._hint = hint
-        self._observer: Observer | None = None  # type: ignore[valid-type]
+        self._on_overflow = on_overflow
+        self._use_observer = observer
+        self._source: InotifyReader | Observer | None = None  # type: ignore[valid-type]
         self._lock = threading.Lock()
         self.restarts = 0
 
     def start(self) -> None:
+        """Start watching; ``OSError`` on inotify limits (ENOSPC / EMFILE)."""
+        with self._lock:
+            if self._use_observer:
+                self._source = self._start_observer()
+            else:
+                reader = InotifyReader(self.inbox, self._on_name, self._on_overflow)
+                reader.start()
+                self._source = reader
+
+    def _on_name(self, name: str) -> None:
+        # No hint for a temp name here: the rename's event is not held back (InboxHandler's
+        # reason for hints), so quick scans would only repeat what the event says.
+        if is_request_name(name):
+            self._notify(name)
+
+    def _start_observer(self) -> Observer:  # type: ignore[valid-type]
         # watchdog 7.1 holds every IN_MOVED_FROM for 0.5 s to pair it with its IN_MOVED_TO, and
         # its delay queue makes every later event wait behind it: a tmp→final rename in the
         # inbox would reach us half a second late. We never need the pairing (the destination
         # name is all we use: an unpaired IN_MOVED_TO arrives as "created"), so this process
         # turns the hold off. The grouper reads the class attribute when an emitter is built.
         InotifyMoveEventGrouper.delay = 0.0
-        with self._lock:
-            observer = Observer()
-            observer.daemon = True
-            observer.schedule(InboxHandler(self.inbox, self._notify, self._hint), str(self.inbox))
-            observer.start()  # raises OSError on inotify limits (ENOSPC / EMFILE)
-            self._observer = observer
+        observer = Observer()
+        observer.daemon = True
+        handler = InboxHandler(self.inbox, self._notify, self._hint)
+        observer.schedule(handler, str(self.inbox), event_filter=list(WATCHED_EVENTS))
+        observer.start()
+        return observer
 
     @property
     def alive(self) -> bool:
-        observer = self._observer
-        return bool(observer is not None and observer.is_alive())
+        source = self._source
+        if isinstance(source, InotifyReader):
+            return source.alive
+        return bool(source is not None and source.is_alive())
 
     def restart(self) -> None:
         self.stop()
@@ -202,8 +245,10 @@ class InboxWatcher:
 
     def stop(self) -> None:
         with self._lock:
-            observer, self._observer = self._observer, None
-        if observer is not None:
-            observer.stop()
-            if observer.is_alive():
-                observer.join(timeout=2)
+            source, self._source = self._source, None
+        if isinstance(source, InotifyReader):
+            source.stop()
+        elif source is not None:
+            source.stop()
+            if source.is_alive():
+                source.join(timeout=2)
