@@ -1,22 +1,26 @@
 """Handling one claimed request file: parse, deduplicate, run, report, file away.
 
-The order of steps follows "make the durable record before you destroy the source", in two
-batches of writes (one data sync each; docs/architecture.md, "Durability"):
+The order of steps follows "make the durable record before you destroy the source", in batches
+of writes (:mod:`flowdrop.daemon.requestrecord`; docs/architecture.md, "Durability"):
 
-1. the start batch: ``accepted`` status (a new submission), the ledger entry with the attempt
-   counted, the ``running`` status, and the request file's own bytes synced with them;
-2. ``running`` statuses from the processor's progress callback (each on its own);
-3. the end batch, durable: the result (failpoints ``result_before_rename`` and ``after_result``
+1. the request goes to the processor: a worker process starts on it at once;
+2. meanwhile the start batch: ``accepted`` status (a new submission), the ledger entry with the
+   attempt counted, the ``running`` status, and the request file's own bytes synced with them;
+3. ``running`` statuses from the processor's progress callback (each on its own);
+4. the end batch, durable: the result (failpoints ``result_before_rename`` and ``after_result``
    around its rename), the terminal status, the ledger's terminal state;
-4. the request file moves to ``done/`` (failpoint ``before_done_move`` just before).
+5. the request file moves to ``done/`` (failpoint ``before_done_move`` just before).
 
 A crash anywhere leaves the file in ``work/``; resuming it first looks for a result already
 written by the crashed attempt (then it only finishes steps 4-5), and otherwise re-runs it until
-``max_attempts`` attempts have been counted, after which it fails with ``interrupted``.
+``max_attempts`` attempts have been counted, after which it fails with ``interrupted``. A crash
+between steps 1 and 2 leaves no attempt counted: the window is one batch's commit, shorter than
+any request that could crash the daemon.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable
@@ -34,12 +38,12 @@ from flowdrop.daemon.config import Settings
 from flowdrop.daemon.intake import read_claimed
 from flowdrop.daemon.ledger import Entry, Ledger, request_lock
 from flowdrop.daemon.outbox import Outbox
-from flowdrop.daemon.processor import Processor
+from flowdrop.daemon.processor import Pending, Processor, submit
+from flowdrop.daemon.requestrecord import RequestRecord
 from flowdrop.daemon.runguard import runs_in_use
 from flowdrop.daemon.spool import (
     Scrubber,
     Spool,
-    display_name,
     file_away,
     quarantine,
 )
@@ -47,6 +51,10 @@ from flowdrop.daemon.stats import Stats
 from flowdrop.daemon.workerlost import WorkerLost
 
 log = structlog.get_logger("flowdrop.daemon")
+
+
+def _no_progress(_phase: Phase, _message: str) -> None:
+    return None
 
 
 def make_handler(
@@ -96,6 +104,7 @@ class RequestHandler:
         self.scrub = scrub
         self.outbox = Outbox(spool, scrub)
         self.ledger = Ledger(spool)
+        self.record = RequestRecord(spool, self.outbox, self.ledger, scrub)
         self.stats = stats or Stats()
         self.should_stop = should_stop
         self.running: dict[str, str] = {}  # requestId -> file name, while the processor runs
@@ -141,35 +150,7 @@ class RequestHandler:
         with request_lock(self.spool, request_id, should_stop=self.should_stop) as held:
             if not held:
                 return "postponed"
-            entry = self.ledger.get(request_id)
-            owns_outbox = entry is None or entry.state == "rejected"
-            with self.outbox.batch(request_id) as batch:
-                if owns_outbox:
-                    batch.status("accepted", message="Received.", restart=True)
-                    batch.result(RunResult.from_error(request_id, error, state=State.REJECTED))
-                    batch.status("rejected", message=f"{error.code.value}: {error.message}")
-                    self.ledger.stage(
-                        batch,
-                        Entry(
-                            request_id,
-                            "",
-                            "rejected",
-                            0,
-                            display_name(path.name),
-                            self.spool.instance,
-                            "",
-                        ),
-                    )
-                quarantine(
-                    self.spool,
-                    path,
-                    error.body(),
-                    request_id=request_id,
-                    scrub=self.scrub,
-                    batch=batch,
-                )
-                batch.vouch_for(path)  # the rejection acknowledges these bytes too
-                batch.commit()
+            self.record.reject(path, request_id, error)
         self._finished(path.name, request_id, "rejected", started, code=error.code)
         return "rejected"
 
@@ -221,44 +202,36 @@ class RequestHandler:
                     attempt=attempts,
                     maxAttempts=self.limits.max_attempts,
                 )
-            message = (
-                "Starting."
-                if attempts == 1
-                else f"Resuming after an interruption (attempt {attempts} of "
-                f"{self.limits.max_attempts})."
-            )
-            # One data sync for the acknowledgement and the request's own bytes; the renames
-            # are left to the next commit (a cut re-runs the request, as a crash would).
-            with self.outbox.batch(request_id) as batch:
-                if not resuming:
-                    batch.status("accepted", message="Accepted.", restart=True)
-                entry = self.ledger.stage(
-                    batch,
-                    Entry(
+            # While it runs, `flowdrop prune` leaves the runs of its template alone (runguard.py).
+            with runs_in_use(self.spool, request.template_id):
+                # A worker process starts on the request now, while the start batch is written:
+                # the batch's sync overlaps the computation. Nothing the request shows depends
+                # on the order: its result comes after both.
+                pending = submit(self.processor, request, request_id)
+                try:
+                    entry = self.record.start(
+                        path,
                         request_id,
                         digest,
-                        "running",
-                        attempts,
-                        display_name(path.name),
-                        self.spool.instance,
-                        "",
-                    ),
-                )
-                batch.status("running", phase=Phase.VALIDATING.value, message=message)
-                batch.vouch_for(path)
-                batch.commit(durable=False)
-            failpoint("after_running_status")
-            with self._running_lock:
-                self.running[request_id] = path.name
-            try:
-                result = self._run(request, request_id)
-            finally:
+                        attempts=attempts,
+                        max_attempts=self.limits.max_attempts,
+                    )
+                    failpoint("after_running_status")
+                except BaseException:
+                    with contextlib.suppress(Exception):
+                        pending.result(_no_progress)  # never leave a worker lent out
+                    raise
                 with self._running_lock:
-                    self.running.pop(request_id, None)
+                    self.running[request_id] = path.name
+                try:
+                    result = self._run(pending, request_id)
+                finally:
+                    with self._running_lock:
+                        self.running.pop(request_id, None)
             return self._complete(path, request_id, entry, result, started, with_result=True)
 
-    def _run(self, request: RunRequest, request_id: str) -> RunResult:
-        shown = [Phase.VALIDATING]  # the running status _accept just wrote
+    def _run(self, pending: Pending, request_id: str) -> RunResult:
+        shown = [Phase.VALIDATING]  # the running status of the start batch
 
         def progress(phase: Phase, message: str) -> None:
             # A report of the phase already shown adds a message, not a state: not worth a
@@ -273,16 +246,14 @@ class RequestHandler:
             except (FlowdropError, ValueError) as exc:
                 log.warning("status_write_failed", requestId=request_id, error=str(exc))
 
-        # While it runs, `flowdrop prune` leaves the runs of its template alone (runguard.py).
-        with runs_in_use(self.spool, request.template_id):
-            try:
-                result = self.processor(request, request_id, progress)
-            except WorkerLost:
-                raise  # like a crash of the daemon: the file stays in work/ and is resumed
-            except Exception as exc:
-                if not isinstance(exc, FlowdropError):
-                    log.exception("processor_crashed", requestId=request_id)
-                result = error_result(request_id, exc)
+        try:
+            result = pending.result(progress)
+        except WorkerLost:
+            raise  # like a crash of the daemon: the file stays in work/ and is resumed
+        except Exception as exc:
+            if not isinstance(exc, FlowdropError):
+                log.exception("processor_crashed", requestId=request_id)
+            result = error_result(request_id, exc)
         if result.request_id != request_id:
             result = result.model_copy(update={"request_id": request_id})
         return result
@@ -299,14 +270,14 @@ class RequestHandler:
     ) -> str:
         """Commit the end batch (``with_result``: the result too), then file the request away."""
         try:
-            self._commit_end(request_id, entry, result, with_result=with_result)
+            self.record.end(request_id, entry, result, with_result=with_result)
         except FlowdropError as exc:
             if not with_result or self.outbox.read_result(request_id) is not None:
                 raise  # stays in work/: the next attempt finishes what is missing
             # Try once to record the storage error instead; a second failure propagates.
             log.error("result_write_failed", requestId=request_id, error=exc.message)
             result = RunResult.from_error(request_id, exc)
-            self._commit_end(request_id, entry, result, with_result=True)
+            self.record.end(request_id, entry, result, with_result=True)
         failpoint("before_done_move")
         file_away(path, self.spool.done)
         self._finished(
@@ -319,35 +290,6 @@ class RequestHandler:
             attempts=entry.attempts,
         )
         return State(result.state).value
-
-    def _commit_end(
-        self, request_id: str, entry: Entry, result: RunResult, *, with_result: bool
-    ) -> None:
-        state = State(result.state)
-        if result.error is not None:
-            message = f"{result.error.code.value}: {result.error.message}"
-        elif result.run is not None:
-            message = f"Run {result.run.run_id} {'reused' if result.run.was_reused else 'written'}."
-        else:
-            message = "Done."
-        with self.outbox.batch(request_id) as batch:
-            if with_result:
-                batch.result(result, after_rename="after_result")
-            if batch.last_status is None or batch.last_status.state != state:
-                batch.status(state.value, message=message)
-            self.ledger.stage(
-                batch,
-                Entry(
-                    request_id,
-                    entry.sha256,
-                    state.value,
-                    entry.attempts,
-                    entry.file_name,
-                    self.spool.instance,
-                    "",
-                ),
-            )
-            batch.commit()
 
     def _conflict(self, path: Path, request_id: str, entry: Entry, started: float) -> str:
         msg = (

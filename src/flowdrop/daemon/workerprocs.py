@@ -22,7 +22,6 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
@@ -34,7 +33,7 @@ from flowdrop.core.contract import Phase, RunRequest, RunResult
 from flowdrop.core.engine.compilecache import CacheStats
 from flowdrop.core.errors import ErrorCode, FlowdropError
 from flowdrop.daemon.config import Settings
-from flowdrop.daemon.processor import ProcessorFactory, default_processor
+from flowdrop.daemon.processor import ProcessorFactory, ProgressCallback, default_processor
 from flowdrop.daemon.workerlost import WorkerLost
 
 log = structlog.get_logger("flowdrop.daemon")
@@ -126,55 +125,44 @@ class WorkerProcesses:
 
     # --- one request -------------------------------------------------------------------------
 
-    def processor(self, timeout: float) -> Callable[[RunRequest, str, Any], RunResult]:
+    def processor(self, timeout: float) -> ChildProcessor:
         """A processor (the daemon's ``Processor`` shape) running each request in a child."""
-
-        def run(request: RunRequest, request_id: str, progress: Any) -> RunResult:
-            return self.run(request, request_id, progress, timeout=timeout)
-
-        return run
+        return ChildProcessor(self, timeout)
 
     def run(
         self, request: RunRequest, request_id: str, progress: Any, *, timeout: float
     ) -> RunResult:
         """The processor's result for ``request``, computed in a child process."""
+        return self.submit(request, request_id, timeout=timeout).result(progress)
+
+    def submit(self, request: RunRequest, request_id: str, *, timeout: float) -> InFlight:
+        """Hand ``request`` to an idle child now; its result is :meth:`InFlight.result`."""
         child = self._borrow()
-        returned = False
         try:
             child.conn.send((request, request_id))
-            deadline = time.monotonic() + timeout
-            while True:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return self._timed_out(child, request_id, timeout)
-                if not child.conn.poll(min(remaining, 0.5)):
-                    if not child.process.is_alive():
-                        raise self._lost(child, request_id)
-                    continue
-                try:
-                    kind, *payload = child.conn.recv()
-                except (EOFError, OSError):
-                    raise self._lost(child, request_id) from None
-                if kind == "progress":
-                    progress(Phase(payload[0]), payload[1])
-                    continue
-                child.served += 1
-                self._give_back(child)
-                returned = True
-                if kind == "result":
-                    result: RunResult = payload[0]
-                    with self._guard:
-                        self._cache[child.process.pid or 0] = payload[1]
-                    return result
-                if kind == "error":
-                    code, message, details = payload
-                    raise FlowdropError(ErrorCode(code), message, **details)
-                msg = f"worker process: {payload[0]}"
-                raise RuntimeError(msg)
-        finally:
-            if not returned:
-                with self._guard:
-                    self._busy.discard(id(child))
+        except OSError:
+            raise self._lost(child, request_id) from None
+        except BaseException:
+            with self._guard:
+                self._busy.discard(id(child))
+            raise
+        return InFlight(self, child, request_id, timeout)
+
+    def _finish(self, child: _Child, message: tuple[Any, ...]) -> RunResult:
+        """The child's last message for a request: give it back, answer or raise."""
+        kind, *payload = message
+        child.served += 1
+        self._give_back(child)
+        if kind == "result":
+            result: RunResult = payload[0]
+            with self._guard:
+                self._cache[child.process.pid or 0] = payload[1]
+            return result
+        if kind == "error":
+            code, message_text, details = payload
+            raise FlowdropError(ErrorCode(code), message_text, **details)
+        msg = f"worker process: {payload[0]}"
+        raise RuntimeError(msg)
 
     def _borrow(self) -> _Child:
         with self._guard:
@@ -241,6 +229,63 @@ class WorkerProcesses:
         child.conn.close()
         if not closed:
             self.start(self.settings.workers)
+
+
+class InFlight:
+    """A request running in a child process since :meth:`WorkerProcesses.submit`."""
+
+    def __init__(
+        self, procs: WorkerProcesses, child: _Child, request_id: str, timeout: float
+    ) -> None:
+        self._procs = procs
+        self._child = child
+        self._request_id = request_id
+        self._timeout = timeout
+        self._deadline = time.monotonic() + timeout  # the limit counts from the hand-over
+
+    def result(self, progress: ProgressCallback) -> RunResult:
+        """Relay progress until the child answers (or dies, or runs past the deadline)."""
+        procs, child = self._procs, self._child
+        answered = False
+        try:
+            while True:
+                remaining = self._deadline - time.monotonic()
+                if remaining <= 0:
+                    answered = True  # the child is killed and replaced
+                    return procs._timed_out(child, self._request_id, self._timeout)
+                if not child.conn.poll(min(remaining, 0.5)):
+                    if not child.process.is_alive():
+                        answered = True
+                        raise procs._lost(child, self._request_id)
+                    continue
+                try:
+                    message = child.conn.recv()
+                except (EOFError, OSError):
+                    answered = True
+                    raise procs._lost(child, self._request_id) from None
+                if message[0] == "progress":
+                    progress(Phase(message[1]), message[2])
+                    continue
+                answered = True
+                return procs._finish(child, message)
+        finally:
+            if not answered:  # progress raised: the child is not lent out any more
+                with procs._guard:
+                    procs._busy.discard(id(child))
+
+
+class ChildProcessor:
+    """The processor of a :class:`WorkerProcesses`: ``submit`` starts, calling waits too."""
+
+    def __init__(self, procs: WorkerProcesses, timeout: float) -> None:
+        self._procs = procs
+        self._timeout = timeout
+
+    def submit(self, request: RunRequest, request_id: str) -> InFlight:
+        return self._procs.submit(request, request_id, timeout=self._timeout)
+
+    def __call__(self, request: RunRequest, request_id: str, progress: Any) -> RunResult:
+        return self.submit(request, request_id).result(progress)
 
 
 def _stop(child: _Child) -> None:
