@@ -288,3 +288,56 @@ def test_a_rejection_is_one_batch_with_its_quarantine_move(
     assert json.loads(spool.status_path("bad").read_text())["state"] == "rejected"
     assert (spool.quarantine / "bad.json").exists()
     assert (spool.quarantine / "bad.json.reason.json").exists()
+
+
+class _Submitting:
+    """A processor that runs elsewhere: ``submit`` starts it, ``result`` answers later."""
+
+    def __init__(self, spool: Spool) -> None:
+        self.spool = spool
+        self.events: list[str] = []
+
+    def __call__(
+        self, request: RunRequest, request_id: str, progress: ProgressCallback
+    ) -> RunResult:
+        raise AssertionError("the handler submits a processor that can be submitted to")
+
+    def submit(self, request: RunRequest, request_id: str) -> _Submitting.Pending:
+        status = self.spool.status_path(request_id)
+        self.events.append(f"submit (status on disk: {status.exists()})")
+        return _Submitting.Pending(self, request, request_id)
+
+    class Pending:
+        def __init__(self, owner: _Submitting, request: RunRequest, request_id: str) -> None:
+            self.owner, self.request, self.request_id = owner, request, request_id
+
+        def result(self, progress: ProgressCallback) -> RunResult:
+            state = json.loads(self.owner.spool.status_path(self.request_id).read_text())["state"]
+            self.owner.events.append(f"result (status {state})")
+            return Recorder(self.owner.spool)(self.request, self.request_id, progress)
+
+
+def test_a_submitted_request_starts_before_the_start_batch_and_answers_after_it(
+    spool: Spool,
+) -> None:
+    """The worker gets the request first, so the start batch's sync overlaps its work; the
+    answer is read only once the running status is written."""
+    processor = _Submitting(spool)
+    handler = RequestHandler(spool, processor, Limits(4096, 3))
+    assert handler.handle(_claimed(spool, "r1.json", REQUEST)) == "succeeded"
+    assert processor.events == ["submit (status on disk: False)", "result (status running)"]
+    assert Ledger(spool).get("r1").state == "succeeded"  # type: ignore[union-attr]
+
+
+def test_a_failed_start_batch_still_collects_the_submitted_request(
+    spool: Spool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker is never left lent out: the answer is collected, the error propagates and the
+    file stays in work/ for a later attempt."""
+    processor = _Submitting(spool)
+    handler = RequestHandler(spool, processor, Limits(4096, 3))
+    path = _claimed(spool, "r1.json", REQUEST)
+    with armed(monkeypatch, "after_running_status=eio"), pytest.raises(OSError, match="failpoint"):
+        handler.handle(path)
+    assert processor.events == ["submit (status on disk: False)", "result (status running)"]
+    assert path.exists()

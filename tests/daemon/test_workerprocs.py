@@ -19,7 +19,13 @@ import pytest
 from flowdrop.core.contract import RunRequest, State
 from flowdrop.core.errors import ErrorCode
 from flowdrop.daemon.config import Settings
-from flowdrop.daemon.testing import expensive_template, fixed_clock_orchestrator, mini_template
+from flowdrop.daemon.testing import (
+    counting_processor,
+    expensive_template,
+    fixed_clock_orchestrator,
+    mini_template,
+    wait_until,
+)
 from flowdrop.daemon.workerlost import WorkerLost
 from flowdrop.daemon.workerprocs import WorkerProcesses
 from tests.realtemplates import templates_dir
@@ -135,3 +141,23 @@ def test_a_killed_worker_is_replaced_and_its_request_raises_worker_lost(
     after = procs.run(_request("mini", "simulation"), "mini-2", lambda *_: None, timeout=60)
     assert after.state is State.SUCCEEDED, after.error
     assert victim not in procs.stats().pids
+
+
+def test_submit_hands_the_request_over_before_its_result_is_asked_for(
+    tmp_path: Path, procs_of: list[WorkerProcesses]
+) -> None:
+    """The child starts on a submitted request at once (the daemon's start batch overlaps it);
+    ``result`` then relays its progress and answers."""
+    settings = _expensive_world(tmp_path)
+    procs = WorkerProcesses(settings, factory=counting_processor)
+    procs_of.append(procs)
+    procs.start(1)
+    body = {"templateId": "mini", "mode": "simulation", "parameters": {"sleep": 0.2}}
+    pending = procs.submit(RunRequest.model_validate_json(json.dumps(body)), "early", timeout=60)
+    executions = settings.runs_root / "executions"
+    wait_until(lambda: any(executions.glob("early.*")), timeout=30, message="child started")
+    phases: list[str] = []
+    result = pending.result(lambda phase, _message: phases.append(phase.value))
+    assert result.state is State.SUCCEEDED, result.error
+    assert phases == ["simulating", "writing"]
+    assert procs.stats().alive == 1  # given back, not replaced

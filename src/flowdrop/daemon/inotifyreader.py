@@ -63,8 +63,11 @@ class InotifyReader:
         inbox: Path,
         on_name: Callable[[str], None],
         on_overflow: Callable[[], None],
+        *,
+        open_fd: Callable[[], Any] | None = None,
     ) -> None:
         self.inbox = inbox
+        self._open_fd = open_fd  # tests hand in a stand-in to play an overflow
         self._on_name = on_name
         self._on_overflow = on_overflow
         self._fd: Any = None
@@ -73,16 +76,19 @@ class InotifyReader:
         self._gone = False
 
     def start(self) -> None:
-        """Add the watch (``OSError`` on inotify limits) and start reading."""
-        fd: Any = InotifyFD()  # an instance of our own: its reader thread is never started
+        """Add the watch (``OSError`` on inotify limits or a missing inbox) and read it."""
+        # An InotifyFD of our own: its reader and dispatcher threads are never started.
+        fd: Any = self._open_fd() if self._open_fd is not None else InotifyFD()
+        self._fd, self._stopping, self._gone = fd, False, False
+        # The thread reads before the watch exists: InotifyFD.close() hands its descriptors to
+        # the thread blocked in a read to close, so a failed start must have that thread too.
+        self._thread = threading.Thread(target=self._loop, name="flowdrop-inotify", daemon=True)
+        self._thread.start()
         try:
             fd.add_callback(os.fsencode(self.inbox), _ACTIVITY | _ONLYDIR, _NoCallback(), "inbox")
         except BaseException:
-            fd.close()
+            self.stop()
             raise
-        self._fd = fd
-        self._thread = threading.Thread(target=self._loop, name="flowdrop-inotify", daemon=True)
-        self._thread.start()
 
     @property
     def alive(self) -> bool:
