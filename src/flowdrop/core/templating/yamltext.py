@@ -21,6 +21,14 @@ _PLAIN = re.compile(r"^[A-Za-z_][A-Za-z0-9_.@/:-]*$")
 
 def scalar(value: Any) -> str:
     """One YAML scalar."""
+    # Exact types first: a spec is hundreds of floats, ids and ints (bool is not int here).
+    kind = type(value)
+    if kind is str:
+        return _string(value) if len(value) <= _MEMO_LENGTH else _quoted(value)
+    if kind is float:
+        return _float(value)
+    if kind is int:
+        return str(value)
     if value is None:
         return "null"
     if value is True:
@@ -30,16 +38,23 @@ def scalar(value: Any) -> str:
     if isinstance(value, int):
         return str(value)
     if isinstance(value, float):
-        text = format_shortest(value)
-        if text in ("NaN", "Infinity", "-Infinity"):
-            return {"NaN": ".nan", "Infinity": ".inf", "-Infinity": "-.inf"}[text]
-        if "E" in text and "." not in text.split("E")[0]:
-            # PyYAML (YAML 1.1) needs a dot in the mantissa to resolve a float.
-            mantissa, exponent = text.split("E")
-            text = f"{mantissa}.0E{exponent}"
-        return text
+        return _float(value)
     text = str(value)
     return _string(text) if len(text) <= _MEMO_LENGTH else _quoted(text)
+
+
+_SPECIAL_FLOATS = {"NaN": ".nan", "Infinity": ".inf", "-Infinity": "-.inf"}
+
+
+def _float(value: float) -> str:
+    text = format_shortest(value)
+    if "E" in text:
+        mantissa, exponent = text.split("E")
+        if "." not in mantissa:
+            # PyYAML (YAML 1.1) needs a dot in the mantissa to resolve a float.
+            return f"{mantissa}.0E{exponent}"
+        return text
+    return _SPECIAL_FLOATS.get(text, text)
 
 
 _MEMO_LENGTH = 256
@@ -91,14 +106,40 @@ def _escape(ch: str) -> str:
 
 
 def _is_flow_list(value: Sequence[Any]) -> bool:
-    return all(
-        (isinstance(v, int | float | str) and not isinstance(v, bool)) or v is None for v in value
-    ) and not any(isinstance(v, str) and len(v) > 40 for v in value)
+    """Numbers, short strings and nulls only (no bools): written ``[a, b, c]``."""
+    for item in value:
+        kind = type(item)
+        if kind is float or kind is int or item is None:
+            continue
+        if isinstance(item, str):
+            if len(item) > 40:
+                return False
+            continue
+        if not isinstance(item, int | float) or isinstance(item, bool):
+            return False
+    return True
+
+
+_LEAVES = frozenset({str, int, float, bool, type(None)})
+
+
+def _is_mapping(value: Any) -> bool:
+    # The ABC check costs ten times an exact type test, and nearly every value is a dict or
+    # a plain leaf.
+    kind = type(value)
+    return kind is dict or (kind not in _LEAVES and isinstance(value, Mapping))
+
+
+def _is_sequence(value: Any) -> bool:
+    kind = type(value)
+    return (
+        kind is list or kind is tuple or (kind not in _LEAVES and isinstance(value, list | tuple))
+    )
 
 
 def _emit(value: Any, indent: int, lines: list[str], prefix: str) -> None:
     pad = "  " * indent
-    if isinstance(value, Mapping):
+    if _is_mapping(value):
         if not value:
             lines.append(f"{prefix}{{}}")
             return
@@ -106,21 +147,21 @@ def _emit(value: Any, indent: int, lines: list[str], prefix: str) -> None:
         for key, item in value.items():
             lead = prefix if first else pad
             first = False
-            key_text = scalar(str(key))
-            if isinstance(item, Mapping) and item:
+            key_text = scalar(key if type(key) is str else str(key))
+            if _is_mapping(item) and item:
                 lines.append(f"{lead}{key_text}:")
                 _emit(item, indent + 1, lines, "  " * (indent + 1))
-            elif isinstance(item, list | tuple) and item and not _is_flow_list(item):
+            elif _is_sequence(item) and item and not _is_flow_list(item):
                 lines.append(f"{lead}{key_text}:")
                 _emit(item, indent, lines, pad)
             else:
                 lines.append(f"{lead}{key_text}: {_inline(item)}")
         return
-    if isinstance(value, list | tuple):
+    if _is_sequence(value):
         for item in value:
-            if isinstance(item, Mapping) and item:
+            if _is_mapping(item) and item:
                 _emit(item, indent + 1, lines, f"{pad}- ")
-            elif isinstance(item, list | tuple) and item and not _is_flow_list(item):
+            elif _is_sequence(item) and item and not _is_flow_list(item):
                 lines.append(f"{pad}-")
                 _emit(item, indent + 1, lines, "  " * (indent + 1))
             else:
@@ -130,14 +171,19 @@ def _emit(value: Any, indent: int, lines: list[str], prefix: str) -> None:
 
 
 def _inline(value: Any) -> str:
-    if isinstance(value, Mapping):
-        return (
-            "{}"
-            if not value
-            else "{" + ", ".join(f"{scalar(str(k))}: {_inline(v)}" for k, v in value.items()) + "}"
-        )
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(_inline(v) for v in value) + "]"
+    kind = type(value)
+    if kind is float:
+        return _float(value)
+    if kind in _LEAVES:
+        return scalar(value)
+    if kind is list:
+        return "[" + ", ".join([_inline(v) for v in value]) + "]"
+    if _is_mapping(value):
+        if not value:
+            return "{}"
+        return "{" + ", ".join([f"{scalar(str(k))}: {_inline(v)}" for k, v in value.items()]) + "}"
+    if _is_sequence(value):
+        return "[" + ", ".join([_inline(v) for v in value]) + "]"
     return scalar(value)
 
 
