@@ -9,7 +9,6 @@ give the same bytes. :func:`write_files` writes a rendered run into a (staging) 
 
 from __future__ import annotations
 
-import functools
 import os
 import stat
 from collections.abc import Mapping
@@ -18,8 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from flowdrop.core.engine import seriesbytes
 from flowdrop.core.engine.evaluation import Evaluation
 from flowdrop.core.engine.graph import compile_document
 from flowdrop.core.engine.rundocs import (
@@ -33,6 +31,7 @@ from flowdrop.core.engine.rundocs import (
     template_provenance,
 )
 from flowdrop.core.engine.runwarnings import run_warnings
+from flowdrop.core.engine.seriesbytes import BOM, csv_bytes
 from flowdrop.core.engine.seriesplan import DEFAULT_CLASS, plan_series
 from flowdrop.core.hashing import (
     DEFAULT_RNG_SEED,
@@ -41,7 +40,6 @@ from flowdrop.core.hashing import (
     scenario_hash,
     sha256_bytes,
 )
-from flowdrop.core.numerics import FloatArray, format_shortest
 from flowdrop.core.templating.model import Model, iso_o
 from flowdrop.core.templating.template import Template
 from flowdrop.core.templating.yamltext import dump
@@ -58,7 +56,6 @@ __all__ = [
     "write_run",
 ]
 
-BOM = b"\xef\xbb\xbf"
 ENGINE_VERSION = "0.1.0"
 UNIT = "entities/bin"
 TELEMETRY_MANIFEST = "model/telemetry/telemetry-manifest.json"
@@ -84,22 +81,6 @@ class RenderedRun:
 
     files: dict[str, bytes]
     info: RunInfo
-
-
-def csv_bytes(values: FloatArray) -> bytes:
-    """``bin_index,value`` CSV, UTF-8 with BOM, LF line endings."""
-    # A run's series hold few distinct values (about 1 in 12 here): each distinct bit pattern
-    # (so -0.0 apart from 0.0) is formatted once and the rows are filled by one % operation.
-    bits = np.ascontiguousarray(values, dtype=np.float64).view(np.int64)
-    distinct, inverse = np.unique(bits, return_inverse=True)
-    texts = np.array(list(map(format_shortest, distinct.view(np.float64).tolist())), dtype=object)
-    cells = tuple(texts[inverse.reshape(-1)].tolist())
-    return BOM + ("bin_index,value\n" + _rows_template(len(cells)) % cells).encode("utf-8")
-
-
-@functools.lru_cache(maxsize=8)
-def _rows_template(points: int) -> str:
-    return "".join([f"{t},%s\n" for t in range(points)])
 
 
 def _json_bytes(value: Any) -> bytes:
@@ -143,16 +124,11 @@ def render_run(
     entries: list[dict[str, Any]] = []
     hashes: dict[str, str] = {}
     captured: set[str] = set()
-    # About half the series of a run repeat another one (zeros, pass-through classes):
-    # each distinct array is formatted and hashed once.
-    rendered: dict[bytes, tuple[bytes, str]] = {}
+    # About half the series of a run repeat another one (zeros, pass-through classes), and
+    # runs repeat each other's: each distinct array is formatted and hashed once (seriesbytes).
     for planned in plan_series(selected, context, evaluation.classes, evaluation.edge_list):
         sid, cls = planned.series_id, planned.class_id
-        raw = np.ascontiguousarray(planned.values, dtype=np.float64).tobytes()
-        if raw not in rendered:
-            csv = csv_bytes(planned.values)
-            rendered[raw] = (csv, sha256_bytes(csv))
-        data, digest = rendered[raw]
+        data, digest = seriesbytes.rendered(planned.values)
         files[f"series/{sid}.csv"] = data
         hashes[sid] = digest
         if planned.kind == "flow" and cls != DEFAULT_CLASS:
