@@ -127,8 +127,11 @@ def test_topology_semantics_point_at_series_files(tmp_path: Path) -> None:
             }
         ]
     }
-    info = write(hello(topology), tmp_path / "run")
+    model = hello(topology)
+    info = write(model, tmp_path / "run")
     assert info.series_ids == ["served@SERVED@DEFAULT", "demand@DEMAND@DEFAULT"]
+    # The spec's rewrite is its own: the model keeps its series names.
+    assert model.document["topology"]["nodes"][0]["semantics"]["arrivals"] == "demand"
     spec = (tmp_path / "run/spec.yaml").read_text(encoding="utf-8-sig")
     assert "arrivals: file:../series/demand@DEMAND@DEFAULT.csv" in spec
     metadata = load(tmp_path / "run/model/metadata.json")

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from flowdrop.core.engine.graph import build_graph, compile_document, retry_kernel
+from flowdrop.core.engine.graph import build_graph, compile_document, own_semantics, retry_kernel
 from flowdrop.core.errors import ErrorCode, FlowdropError
 from flowdrop.core.templating.model import Model
 
@@ -92,6 +92,34 @@ def test_compile_synthesises_queue_without_mutating_the_model() -> None:
     assert compiled["nodes"][-1]["id"] == "inbox_queue"
     assert compiled["topology"]["nodes"][0]["semantics"]["queueDepth"] == "inbox_queue"
     assert source.document["topology"]["nodes"][0]["semantics"]["queueDepth"] == "self"
+
+
+def test_own_semantics_copies_what_compiling_and_writing_edit() -> None:
+    """Node and constraint semantics (and their containers) are new; the rest is shared."""
+
+    class Ordered(dict[str, Any]):
+        pass
+
+    aliases = {"queue": "Backlog"}
+    semantics = Ordered(arrivals="i", aliases=aliases)
+    topology = {
+        "nodes": [{"id": "A", "semantics": semantics}, {"id": "B"}, "odd"],
+        "constraints": [{"id": "C", "semantics": {"arrivals": "i"}}],
+        "edges": [{"from": "A", "to": "B"}],
+    }
+    owned = own_semantics(topology)
+    assert owned == topology
+    first = owned["nodes"][0]["semantics"]
+    assert first is not semantics and type(first) is Ordered and first["aliases"] is aliases
+    assert owned["nodes"] is not topology["nodes"] and owned["nodes"][1] is not topology["nodes"][1]
+    assert owned["constraints"][0]["semantics"] is not topology["constraints"][0]["semantics"]
+    assert owned["edges"] is topology["edges"]
+    first["arrivals"] = "j"
+    owned["constraints"][0]["semantics"]["arrivals"] = "j"
+    assert (
+        semantics["arrivals"] == "i" and topology["constraints"][0]["semantics"]["arrivals"] == "i"
+    )
+    assert own_semantics(None) is None
 
 
 @pytest.mark.parametrize(

@@ -6,12 +6,12 @@ touches the filesystem.
 
 from __future__ import annotations
 
-import copy
 import hashlib
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from flowdrop.core.engine.graph import own_semantics
 from flowdrop.core.errors import ErrorCode, FlowdropError
 from flowdrop.core.hashing import DEFAULT_RNG_SEED, RNG_KIND, dotnet_json
 from flowdrop.core.numerics import FloatArray
@@ -41,7 +41,7 @@ def normalize_spec(
     # is shared with ``document`` and only read.
     spec = dict(document)
     if "topology" in spec:
-        spec["topology"] = copy.deepcopy(spec["topology"])
+        spec["topology"] = own_semantics(spec["topology"])
     referenced: list[str] = []
     topology = spec.get("topology") or {}
     compiled_nodes = {
