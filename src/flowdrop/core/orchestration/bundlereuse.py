@@ -7,14 +7,13 @@ or parameters than the request asks for; the result then carries a
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from flowdrop.core.contract import CaptureStatus, CaptureSummary, RunWarning
-from flowdrop.core.fs.sandbox import resolve_inside
 from flowdrop.core.orchestration.request import RunContext, ValidatedRequest
 from flowdrop.core.orchestration.roots import run_warnings
 from flowdrop.core.telemetry.bundle import MANIFEST_JSON, BundleInfo, read_bundle_json
+from flowdrop.core.telemetry.bundledocs import bundle_file, load_json
 
 PROVENANCE_MISMATCH = "capture_provenance_mismatch"
 
@@ -40,8 +39,10 @@ def reused_capture(
 def _manifest_warnings(bundle_dir: Path) -> list[RunWarning]:
     """The capture warnings recorded in a bundle (validation happens before the replay)."""
     try:
-        manifest = resolve_inside(bundle_dir, MANIFEST_JSON, field=MANIFEST_JSON)
-        raw = json.loads(manifest.read_text(encoding="utf-8-sig"))
+        manifest, info = bundle_file(bundle_dir, MANIFEST_JSON, field=MANIFEST_JSON)
+        if info is None:
+            raise FileNotFoundError(MANIFEST_JSON)
+        raw = load_json(manifest, info, "utf-8-sig")
         items = raw.get("warnings") or []
         return run_warnings(items)
     except (OSError, ValueError, AttributeError):

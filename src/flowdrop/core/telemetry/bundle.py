@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +24,7 @@ from typing import Any, TypeVar
 
 from flowdrop import __version__
 from flowdrop.core.errors import ErrorCode, FlowdropError
-from flowdrop.core.fs.sandbox import check_file_name, resolve_inside
+from flowdrop.core.fs.sandbox import check_file_name
 from flowdrop.core.fs.storage import (
     TEMP_PREFIX,
     AlreadyPublished,
@@ -37,6 +36,7 @@ from flowdrop.core.fs.storage import (
 from flowdrop.core.hashing import dotnet_json, sha256_file
 from flowdrop.core.telemetry import trust
 from flowdrop.core.telemetry.bindings import DEFAULT_CLASS, METRICS
+from flowdrop.core.telemetry.bundledocs import bundle_file, load_json
 from flowdrop.core.telemetry.seriescsv import CSV_HEADER
 
 T = TypeVar("T")
@@ -103,12 +103,12 @@ def write_bundle_json(bundle_dir: Path, info: BundleInfo) -> None:
 
 def read_bundle_json(bundle_dir: Path, key: str) -> BundleInfo | None:
     """The bundle's ``bundle.json``, or ``None`` for a hand-made bundle that has none."""
-    # Never follow a symlink out of the bundle (resolve_inside raises path_violation).
-    path = resolve_inside(bundle_dir, BUNDLE_JSON, field=BUNDLE_JSON)
-    if not path.is_file():
+    # Never follow a symlink out of the bundle (bundle_file raises path_violation).
+    path, info = bundle_file(bundle_dir, BUNDLE_JSON, field=BUNDLE_JSON)
+    if info is None:
         return None
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
+        raw = load_json(path, info, "utf-8")
         seed = raw.get("rngSeed")
         return BundleInfo(
             created_at_utc=str(raw["createdAtUtc"]),
@@ -166,12 +166,12 @@ def bundle_exists(bundle_dir: Path) -> bool:
     return (bundle_dir / MANIFEST_JSON).is_file()
 
 
-def _manifest(bundle_dir: Path, key: str) -> dict[str, Any]:
-    path = resolve_inside(bundle_dir, MANIFEST_JSON, field=MANIFEST_JSON)
-    if not path.is_file():
+def _manifest(bundle_dir: Path, real_root: Path, key: str) -> dict[str, Any]:
+    path, info = bundle_file(bundle_dir, MANIFEST_JSON, field=MANIFEST_JSON, real_root=real_root)
+    if info is None:
         raise _invalid(key, "manifest.json is missing.", file=MANIFEST_JSON)
     try:
-        raw = json.loads(path.read_text(encoding="utf-8-sig"))
+        raw = load_json(path, info, "utf-8-sig")
     except (OSError, ValueError) as exc:
         raise _invalid(
             key, f"manifest.json is not valid JSON ({exc}).", file=MANIFEST_JSON
@@ -214,7 +214,8 @@ def validate_bundle(
     bundle_dir: Path, key: str, *, expected: ExpectedGrid | None = None
 ) -> BundleManifest:
     """Check a bundle before replay; raise ``bundle_invalid`` naming the first problem found."""
-    raw = _manifest(bundle_dir, key)
+    real_root = Path(os.path.realpath(bundle_dir))
+    raw = _manifest(bundle_dir, real_root, key)
     grid = raw.get("grid")
     if not isinstance(grid, dict):
         raise _invalid(key, "manifest.json has no grid.")
@@ -234,7 +235,6 @@ def validate_bundle(
     if not isinstance(entries, list) or not entries:
         raise _invalid(key, "manifest.json lists no files.")
     files = tuple(_file_entry(key, i, item) for i, item in enumerate(entries))
-    real_root = Path(os.path.realpath(bundle_dir))
     facts: dict[str, trust.Fact] = {}
     for entry in files:
         if entry.path not in facts:
@@ -245,21 +245,12 @@ def validate_bundle(
 def _check_file(
     bundle_dir: Path, real_root: Path, key: str, entry: BundleFile, bins: int
 ) -> trust.Fact:
-    # A regular file (lstat: not a symlink) named by a checked bare name directly under the
-    # resolved root is inside the root: resolve_inside's verdict, for one lstat instead of a
-    # realpath of every component. Anything else (symlink, missing) gets the sandbox's check.
-    path = real_root / entry.path
-    try:
-        info: os.stat_result | None = os.lstat(path)
-    except OSError:
-        info = None
-    if info is None or not stat.S_ISREG(info.st_mode):
-        path = resolve_inside(bundle_dir, entry.path, field=f"bundle file {entry.path}")
-        if not path.is_file():
-            raise _invalid(
-                key, f"file '{entry.path}' listed in manifest.json is missing.", file=entry.path
-            )
-        info = os.stat(path)
+    field = f"bundle file {entry.path}"
+    path, info = bundle_file(bundle_dir, entry.path, field=field, real_root=real_root)
+    if info is None:
+        raise _invalid(
+            key, f"file '{entry.path}' listed in manifest.json is missing.", file=entry.path
+        )
     known = trust.fact_of(path, info, entry.hash, entry.points, bins)
     if trust.is_verified(known):
         return known
