@@ -44,34 +44,46 @@ class ReplayPlan:
     warnings: list[CaptureWarning] = field(default_factory=list)
 
 
-def _series_for(model: engine.Model, node_id: str, metric: str, file_name: str) -> str | None:
-    """The model series a manifest file feeds, or ``None`` when nothing matches (skipped)."""
-    topology_nodes = model.topology.get("nodes") or []
-    node = next(
-        (n for n in topology_nodes if str(n.get("id", "")).lower() == node_id.lower()), None
-    )
-    if node is None:
-        return None
-    semantics = node.get("semantics") or {}
-    reference = str(semantics.get(_FIELD_BY_METRIC[metric]) or "").strip()
-    by_alias = {
-        str(o.get("as")).lower(): str(o.get("series")) for o in model.outputs if o.get("as")
-    }
-    if reference:
-        name = reference.replace("\\", "/").rsplit("/", 1)[-1]
-        if name.lower() in by_alias:
-            return by_alias[name.lower()]
-        if "://" not in reference and "/" not in reference and not name.lower().endswith(".csv"):
-            return reference
-    return by_alias.get(file_name.lower())
+class _Targets:
+    """Which model series a manifest file feeds: the topology's nodes by id and the outputs'
+    ``as`` names, looked up once per replay rather than once per file."""
+
+    def __init__(self, model: engine.Model) -> None:
+        self.nodes: dict[str, Any] = {}
+        for n in model.topology.get("nodes") or []:
+            self.nodes.setdefault(str(n.get("id", "")).lower(), n)  # the first one, as before
+        self.by_alias = {
+            str(o.get("as")).lower(): str(o.get("series")) for o in model.outputs if o.get("as")
+        }
+
+    def series_for(self, node_id: str, metric: str, file_name: str) -> str | None:
+        """The model series a manifest file feeds, or ``None`` when nothing matches (skipped)."""
+        node = self.nodes.get(node_id.lower())
+        if node is None:
+            return None
+        semantics = node.get("semantics") or {}
+        reference = str(semantics.get(_FIELD_BY_METRIC[metric]) or "").strip()
+        by_alias = self.by_alias
+        if reference:
+            name = reference.replace("\\", "/").rsplit("/", 1)[-1]
+            if name.lower() in by_alias:
+                return by_alias[name.lower()]
+            if (
+                "://" not in reference
+                and "/" not in reference
+                and not name.lower().endswith(".csv")
+            ):
+                return reference
+        return by_alias.get(file_name.lower())
 
 
 def plan_replay(model: engine.Model, bundle_dir: Path, manifest: BundleManifest) -> ReplayPlan:
     """Read every manifest file and decide which node it overrides."""
     plan = ReplayPlan()
     node_ids = set(model.node_ids)
+    targets = _Targets(model)
     for entry in manifest.files:
-        series = _series_for(model, entry.node_id, entry.metric, entry.path)
+        series = targets.series_for(entry.node_id, entry.metric, entry.path)
         if series is None or series not in node_ids:
             continue
         # validate_bundle checked the header and that there is one row per bin.
