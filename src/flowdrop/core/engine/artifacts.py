@@ -33,6 +33,7 @@ from flowdrop.core.engine.rundocs import (
 from flowdrop.core.engine.runwarnings import run_warnings
 from flowdrop.core.engine.seriesbytes import BOM, csv_bytes
 from flowdrop.core.engine.seriesplan import DEFAULT_CLASS, plan_series
+from flowdrop.core.engine.warningtypes import Warning
 from flowdrop.core.hashing import (
     DEFAULT_RNG_SEED,
     RNG_KIND,
@@ -99,8 +100,12 @@ def render_run(
     input_hash: str | None,
     provenance: Mapping[str, Any] | None,
     now: datetime,
+    warnings: list[Warning] | None = None,
 ) -> RenderedRun:
-    """The canonical run directory of spec §10, as bytes; neither ``model`` nor disk is touched."""
+    """The canonical run directory of spec §10, as bytes; neither ``model`` nor disk is touched.
+
+    ``warnings`` are ``run_warnings(evaluation)`` when the caller has them already.
+    """
     document = model.document
     if not model.generated_at_pinned:
         stamped = {**(document.get("provenance") or {}), "generatedAt": iso_o(now)}
@@ -156,7 +161,8 @@ def render_run(
         }
         for c in model.classes
     ]
-    warnings = run_warnings(evaluation)
+    if warnings is None:
+        warnings = run_warnings(evaluation)
     provenance_doc = dict(provenance) if provenance is not None else None
     if provenance_doc is None and template is not None:
         provenance_doc = template_provenance(

@@ -24,6 +24,7 @@ import numpy as np
 
 from flowdrop.core import engine
 from flowdrop.core.engine.artifacts import TELEMETRY_MANIFEST
+from flowdrop.core.engine.evalcache import evaluated
 from flowdrop.core.errors import ErrorCode, FlowdropError
 from flowdrop.core.hashing import dotnet_json
 from flowdrop.core.numerics import FloatArray
@@ -163,7 +164,7 @@ def replay_bundle(
     fed by ``bundle_dir`` into ``out_dir``; ``model`` is modified."""
     plan = plan_replay(model, bundle_dir, manifest)
     seeded = apply_plan(model, plan)
-    evaluation = engine.evaluate(model, class_seeds=seeded)
+    evaluation, run_warnings = evaluated(model, class_seeds=seeded)
     rendered = engine.render_run(
         model,
         evaluation,
@@ -175,6 +176,7 @@ def replay_bundle(
         input_hash=input_hash,
         provenance=provenance,
         now=now,
+        warnings=run_warnings,
     )
     _add_bundle(rendered, bundle_dir, manifest, plan.warnings)
     try:

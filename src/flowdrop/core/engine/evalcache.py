@@ -1,0 +1,94 @@
+"""An evaluated model and its warnings, remembered under the exact content they were computed from.
+
+Every fresh replay of an unchanged bundle evaluates the same model with the same captured
+values and analyses the same series: about a fifth of the request. Evaluation reads the model's
+document (all of it but ``provenance``) and the class seeds, nothing else, so the pickle of
+those two is the key: equal bytes are equal content (floats by their bits, types included), so
+an edited template or bundle, which changes the document or the seeds, is a new key. Nothing
+is invalidated, nothing is trusted.
+
+An entry's arrays are made read-only, as the compiled literals already are: readers share them,
+and a write would raise instead of changing another request's run. Bounded; per process.
+"""
+
+from __future__ import annotations
+
+import copy
+import pickle
+import threading
+from collections import OrderedDict
+from collections.abc import Mapping
+
+import numpy as np
+
+from flowdrop.core.engine.evaluation import Evaluation, evaluate
+from flowdrop.core.engine.runwarnings import run_warnings
+from flowdrop.core.engine.warningtypes import Warning
+from flowdrop.core.numerics import FloatArray
+from flowdrop.core.templating.model import Model
+
+MAX_ENTRIES = 32
+MAX_KEY_BYTES = 4 * 1024 * 1024  # larger models are evaluated every time
+
+_memo: OrderedDict[bytes, tuple[Evaluation, list[Warning]]] = OrderedDict()
+_guard = threading.Lock()
+
+
+def evaluated(
+    model: Model, *, class_seeds: Mapping[str, Mapping[str, FloatArray]] | None = None
+) -> tuple[Evaluation, list[Warning]]:
+    """``evaluate(model, class_seeds=class_seeds)`` and its ``run_warnings``, from the memo
+    when the same content was evaluated before. The evaluation is shared and read-only; the
+    warnings are the caller's own."""
+    key = _key(model, class_seeds)
+    if key is not None:
+        with _guard:
+            found = _memo.get(key)
+            if found is not None:
+                _memo.move_to_end(key)
+        if found is not None:
+            return found[0], copy.deepcopy(found[1])
+    evaluation = evaluate(model, class_seeds=class_seeds)
+    warnings = run_warnings(evaluation)
+    if key is not None:
+        _freeze(evaluation)
+        with _guard:
+            _memo[key] = (evaluation, copy.deepcopy(warnings))
+            while len(_memo) > MAX_ENTRIES:
+                _memo.popitem(last=False)
+    return evaluation, warnings
+
+
+def _key(model: Model, seeds: Mapping[str, Mapping[str, FloatArray]] | None) -> bytes | None:
+    document = {k: v for k, v in model.document.items() if k != "provenance"}
+    plain_seeds: dict[str, dict[str, tuple[str, tuple[int, ...], bytes]]] = {}
+    for node, per_class in (seeds or {}).items():
+        plain_seeds[node] = {}
+        for class_id, values in per_class.items():
+            if not isinstance(values, np.ndarray):
+                return None  # what evaluate makes of anything else is not this key's business
+            plain_seeds[node][class_id] = (values.dtype.str, values.shape, values.tobytes())
+    try:
+        key = pickle.dumps((document, plain_seeds), protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception:  # anything pickle refuses is simply not remembered
+        return None
+    return key if len(key) <= MAX_KEY_BYTES else None
+
+
+def _freeze(evaluation: Evaluation) -> None:
+    arrays: list[FloatArray] = [*evaluation.series.values(), *evaluation.edges.values()]
+    for nested in (evaluation.classes, evaluation.edge_classes):
+        for per_class in nested.values():
+            arrays.extend(per_class.values())
+    arrays.extend(edge.values for edge in evaluation.edge_list)
+    if evaluation.graph is not None:
+        arrays.extend(n.values for n in evaluation.graph.nodes.values() if n.values is not None)
+    for array in arrays:
+        if isinstance(array, np.ndarray):
+            array.flags.writeable = False
+
+
+def forget_all() -> None:
+    """Evaluate everything again (tests)."""
+    with _guard:
+        _memo.clear()
