@@ -7,7 +7,8 @@ carrying one id — on one host or on several sharing the spool — never run tw
 - same id, same content, already ended → duplicate: no second run, first result untouched;
 - same id, other content, not ``rejected`` → ``request_conflict``;
 - same id, same content, not ended and nobody holds the lock → its runner died: resume, counting
-  the attempt durably *before* running, and give up with ``interrupted`` after ``max_attempts``.
+  the attempt while its worker starts (before its answer is read), and give up with
+  ``interrupted`` after ``max_attempts``.
 """
 
 from __future__ import annotations
