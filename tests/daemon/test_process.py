@@ -341,3 +341,26 @@ def test_a_failed_start_batch_still_collects_the_submitted_request(
         handler.handle(path)
     assert processor.events == ["submit (status on disk: False)", "result (status running)"]
     assert path.exists()
+
+
+def test_a_start_batch_that_cannot_be_written_stops_the_request_before_it_runs(
+    spool: Spool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full spool: the worker is handed the request only once the batch's files are written,
+    so retries while the disk is full run nothing (and publish no fresh runs)."""
+    import errno
+
+    from flowdrop.core.errors import FlowdropError
+    from flowdrop.core.fs import writebatch
+
+    def full(path: Path, data: bytes, *, sync: bool) -> Path:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+    monkeypatch.setattr(writebatch, "write_temp", full)
+    processor = _Submitting(spool)
+    path = _claimed(spool, "r1.json", REQUEST)
+    with pytest.raises(FlowdropError, match="No space left on device"):
+        RequestHandler(spool, processor, Limits(4096, 3)).handle(path)
+    assert processor.events == []
+    assert path.exists()
+    assert not any(p.name.startswith(".tmp-") for p in spool.outbox.iterdir())

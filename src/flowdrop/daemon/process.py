@@ -204,10 +204,11 @@ class RequestHandler:
                 )
             # While it runs, `flowdrop prune` leaves the runs of its template alone (runguard.py).
             with runs_in_use(self.spool, request.template_id):
-                # A worker process starts on the request now, while the start batch is written:
-                # the batch's sync overlaps the computation. Nothing the request shows depends
-                # on the order: its result comes after both.
-                pending = submit(self.processor, request, request_id)
+                # A worker process starts on the request once the start batch's files are
+                # written (a full disk stops it before it runs) and works while they are
+                # synced. Nothing the request shows depends on the order: its answer is read
+                # after the batch.
+                handed: list[Pending] = []
                 try:
                     entry = self.record.start(
                         path,
@@ -215,12 +216,15 @@ class RequestHandler:
                         digest,
                         attempts=attempts,
                         max_attempts=self.limits.max_attempts,
+                        staged=lambda: handed.append(submit(self.processor, request, request_id)),
                     )
                     failpoint("after_running_status")
                 except BaseException:
-                    with contextlib.suppress(Exception):
-                        pending.result(_no_progress)  # never leave a worker lent out
+                    for pending in handed:  # never leave a worker lent out
+                        with contextlib.suppress(Exception):
+                            pending.result(_no_progress)
                     raise
+                (pending,) = handed
                 with self._running_lock:
                     self.running[request_id] = path.name
                 try:

@@ -5,7 +5,9 @@ Three batches, each one data sync (docs/architecture.md, "Durability"):
 - **start** (:meth:`RequestRecord.start`): the ``accepted`` status of a new submission, the
   ledger entry with the attempt counted, the ``running`` status, and the request file's own bytes
   synced with them; the renames are left to the next commit (a cut re-runs the request, as a
-  crash would);
+  crash would). Its ``staged`` callback runs once the files are written and before they are
+  synced: the daemon hands the request to a worker there, so the sync overlaps the work, and a
+  full disk still stops the request before it runs;
 - **end** (:meth:`RequestRecord.end`), durable: the result (failpoint ``after_result`` after its
   rename), the terminal status, the ledger's terminal state;
 - **rejection** (:meth:`RequestRecord.reject`), durable: status, result, ledger and the move into
@@ -14,6 +16,7 @@ Three batches, each one data sync (docs/architecture.md, "Durability"):
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from flowdrop.core.contract import Phase, RunResult, State
@@ -38,9 +41,20 @@ class RequestRecord:
         return Entry(request_id, digest, state, attempts, name, self.spool.instance, "")
 
     def start(
-        self, path: Path, request_id: str, digest: str, *, attempts: int, max_attempts: int
+        self,
+        path: Path,
+        request_id: str,
+        digest: str,
+        *,
+        attempts: int,
+        max_attempts: int,
+        staged: Callable[[], None] = lambda: None,
     ) -> Entry:
-        """Acknowledge ``path`` and count attempt ``attempts``; returns the ledger entry."""
+        """Acknowledge ``path`` and count attempt ``attempts``; returns the ledger entry.
+
+        ``staged`` is called between writing the batch's files and syncing them; if it raises,
+        nothing of the batch is kept.
+        """
         message = (
             "Starting."
             if attempts == 1
@@ -55,6 +69,12 @@ class RequestRecord:
             )
             batch.status("running", phase=Phase.VALIDATING.value, message=message)
             batch.vouch_for(path)
+            batch.stage()
+            try:
+                staged()
+            except BaseException:
+                batch.discard()
+                raise
             batch.commit(durable=False)
         return entry
 

@@ -175,3 +175,22 @@ def test_vouching_skips_what_is_gone_or_not_a_regular_file(world: Path) -> None:
     batch.vouch_for(world / "work" / "link.json")
     batch.commit()
     assert (world / "outbox" / "x.status.json").read_bytes() == b"x"
+
+
+def test_staged_files_are_hidden_until_the_commit_and_a_discard_leaves_nothing(
+    world: Path,
+) -> None:
+    """stage() writes the temporaries only (what fails for space fails there); commit() then
+    shows them, discard() removes them."""
+    shown = WriteBatch()
+    shown.write(world / "a.json", b"A")
+    shown.stage()
+    assert not (world / "a.json").exists()
+    assert len([p for p in world.iterdir() if p.name.startswith(".tmp-a.json.")]) == 1
+    shown.commit()
+    assert (world / "a.json").read_bytes() == b"A"
+    dropped = WriteBatch()
+    dropped.write(world / "b.json", b"B")
+    dropped.stage()
+    dropped.discard()
+    assert [p.name for p in world.iterdir() if p.is_file()] == ["a.json"]

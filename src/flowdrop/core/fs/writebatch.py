@@ -69,6 +69,7 @@ class WriteBatch:
         self._writes: list[_Write] = []
         self._moves: list[_Move] = []
         self._vouched: list[Path] = []
+        self._temps: list[Path] | None = None  # once staged: the temporaries, in write order
 
     def write(
         self,
@@ -94,21 +95,43 @@ class WriteBatch:
         """
         self._vouched.append(path)
 
-    def commit(self, *, durable: bool = True) -> None:
-        """Write, sync, rename (and with ``durable`` sync the renames); ``storage_error`` if not.
+    def stage(self) -> None:
+        """Step 1 alone: every file under its temporary name (``storage_error`` if not).
 
-        On an error no file of the batch has been renamed unless the error came from a rename
-        or the final sync; temporaries not renamed are removed.
+        What fails for want of space fails here, before anything is synced or shown; a caller
+        may start work that needs the batch to be writable and then :meth:`commit` (or
+        :meth:`discard`). On an error the temporaries written so far are removed.
         """
+        if self._temps is not None:
+            return
         temps: list[Path] = []
-        # The file named in an error: the one in hand, or for a sync the batch's first.
-        first = self._writes[0].path if self._writes else Path("batch")
-        current = first
+        current = self._writes[0].path if self._writes else Path("batch")
         try:
             for item in self._writes:
                 current = item.path
                 temps.append(write_temp(item.path, item.data, sync=False))
-            current = first
+        except OSError as exc:
+            _remove(temps)
+            raise storage_error("write", current, exc, root=None) from exc
+        self._temps = temps
+
+    def discard(self) -> None:
+        """Remove what :meth:`stage` wrote; the batch is then empty of temporaries."""
+        _remove(self._temps or [])
+        self._temps = []
+
+    def commit(self, *, durable: bool = True) -> None:
+        """Stage, sync, rename (and with ``durable`` sync the renames); ``storage_error`` if not.
+
+        On an error no file of the batch has been renamed unless the error came from a rename
+        or the final sync; temporaries not renamed are removed.
+        """
+        self.stage()
+        temps = list(self._temps or [])
+        # The file named in an error: the one in hand, or for a sync the batch's first.
+        first = self._writes[0].path if self._writes else Path("batch")
+        current = first
+        try:
             sync_paths([*temps, *self._regular(self._vouched)])
             for item, temp in zip(self._writes, list(temps), strict=True):
                 current = item.path
@@ -127,10 +150,10 @@ class WriteBatch:
                 current = first
                 sync_paths(self._directories(), directories=True)
         except OSError as exc:
-            for temp in temps:
-                with contextlib.suppress(OSError):
-                    temp.unlink()
+            _remove(temps)
             raise storage_error("write", current, exc, root=None) from exc
+        finally:
+            self._temps = temps
 
     def _directories(self) -> list[Path]:
         dirs = [item.path.parent for item in self._writes]
@@ -146,3 +169,9 @@ class WriteBatch:
                 if os.path.isfile(path) and not os.path.islink(path):
                     kept.append(path)
         return kept
+
+
+def _remove(paths: list[Path]) -> None:
+    for path in paths:
+        with contextlib.suppress(OSError):
+            path.unlink()
