@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from flowdrop.core.hashing import (
     deterministic_run_id,
     dotnet_json,
     input_hash,
+    plain_pickle,
     sanitize_template_id,
     scenario_hash,
     sha256_file,
@@ -148,3 +150,18 @@ def test_dotnet_json_matches_the_reference_encoder(value: Any, indent: bool) -> 
     """Memoised strings and member prefixes and the exact-type dispatch change no character
     (keys 1 and True, strings past the memo length, tuples and non-ASCII included)."""
     assert dotnet_json(value, indent=indent) == _reference_encode(value, 0 if indent else None)
+
+
+def test_plain_pickle_keys_plain_data_by_exact_content() -> None:
+    """Equal bytes only for equal content: types and float bits count; anything else is None."""
+    plain = {"a": [1.0, -0.0, None, True, "x"], "b": (1, b"y"), 2: {3}}
+    assert plain_pickle(plain) == plain_pickle(dict(plain))
+    assert plain_pickle([0.0]) != plain_pickle([-0.0])
+    assert plain_pickle([1]) != plain_pickle([1.0]) != plain_pickle([True])
+    assert plain_pickle([1, 2]) != plain_pickle((1, 2))
+
+    class Text(str):
+        pass
+
+    for odd in (OrderedDict(a=1), [Text("x")], {"f": len}, [object()]):
+        assert plain_pickle(odd) is None

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import io
 import math
+import pickle
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -243,3 +245,29 @@ def parameters_hash(
         "parameters": _sorted_deep(dict(parameters)),
     }
     return sha256_text(dotnet_json(document))
+
+
+class _NotPlain(Exception):
+    pass
+
+
+class _PlainPickler(pickle.Pickler):
+    # Called only for what the pickler has no built-in rule for: anything but None, bools,
+    # ints, floats, str, bytes and exact lists, tuples, dicts, sets (subclasses included).
+    def reducer_override(self, obj: Any) -> Any:
+        raise _NotPlain
+
+
+def plain_pickle(value: Any) -> bytes | None:
+    """The pickle of ``value`` when it is plain data (None, bool, int, float, str, bytes and
+    exact lists, tuples, dicts and sets of them), else ``None``.
+
+    Equal bytes are equal content, types included and floats by their bits (so -0.0 is not 0.0):
+    a memo key for anything computed from such data alone.
+    """
+    buffer = io.BytesIO()
+    try:
+        _PlainPickler(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(value)
+    except (_NotPlain, pickle.PicklingError, RecursionError):
+        return None
+    return buffer.getvalue()

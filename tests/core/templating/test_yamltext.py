@@ -44,3 +44,19 @@ documents = st.recursive(
 def test_dump_round_trips(document: dict[str, Any]) -> None:
     """Whatever the document, safe_load(dump(doc)) == doc."""
     assert yaml.safe_load(dump(document)) == document
+
+
+def test_remembered_entries_are_told_apart_by_exact_content() -> None:
+    """Top-level entries are remembered by content: a sign of zero, a type or a tuple differs."""
+    for _ in range(2):
+        assert dump({"v": [0.0], "w": 1}) == "v: [0]\nw: 1\n"
+        assert dump({"v": [-0.0], "w": True}) == "v: [-0]\nw: true\n"
+        assert dump({"v": ("x",), "w": 1.0}) == "v: [x]\nw: 1\n"
+        assert dump({"v": {"a": None}}) == "v:\n  a: null\n"
+    assert dump({}) == "{}\n"
+
+
+@given(st.dictionaries(keys, documents, min_size=1, max_size=5))
+def test_dump_twice_is_dump_once(document: dict[str, Any]) -> None:
+    """The second dump (from remembered entries) is the first."""
+    assert dump(document) == dump(document)

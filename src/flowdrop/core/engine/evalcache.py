@@ -2,10 +2,11 @@
 
 Every fresh replay of an unchanged bundle evaluates the same model with the same captured
 values and analyses the same series: about a fifth of the request. Evaluation reads the model's
-document (all of it but ``provenance``) and the class seeds, nothing else, so the pickle of
-those two is the key: equal bytes are equal content (floats by their bits, types included), so
-an edited template or bundle, which changes the document or the seeds, is a new key. Nothing
-is invalidated, nothing is trusted.
+document (all of it but ``provenance``) and the class seeds, nothing else, so their plain-data
+pickle (:func:`~flowdrop.core.hashing.plain_pickle`) is the key: equal bytes are equal content
+(floats by their bits, types included), so an edited template or bundle, which changes the
+document or the seeds, is a new key. Nothing is invalidated, nothing is trusted; a document
+holding anything but plain data is evaluated every time.
 
 An entry's arrays are made read-only, as the compiled literals already are: readers share them,
 and a write would raise instead of changing another request's run. Bounded; per process.
@@ -14,7 +15,6 @@ and a write would raise instead of changing another request's run. Bounded; per 
 from __future__ import annotations
 
 import copy
-import pickle
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -24,6 +24,7 @@ import numpy as np
 from flowdrop.core.engine.evaluation import Evaluation, evaluate
 from flowdrop.core.engine.runwarnings import run_warnings
 from flowdrop.core.engine.warningtypes import Warning
+from flowdrop.core.hashing import plain_pickle
 from flowdrop.core.numerics import FloatArray
 from flowdrop.core.templating.model import Model
 
@@ -68,11 +69,8 @@ def _key(model: Model, seeds: Mapping[str, Mapping[str, FloatArray]] | None) -> 
             if not isinstance(values, np.ndarray):
                 return None  # what evaluate makes of anything else is not this key's business
             plain_seeds[node][class_id] = (values.dtype.str, values.shape, values.tobytes())
-    try:
-        key = pickle.dumps((document, plain_seeds), protocol=pickle.HIGHEST_PROTOCOL)
-    except Exception:  # anything pickle refuses is simply not remembered
-        return None
-    return key if len(key) <= MAX_KEY_BYTES else None
+    key = plain_pickle((document, plain_seeds))
+    return key if key is not None and len(key) <= MAX_KEY_BYTES else None
 
 
 def _freeze(evaluation: Evaluation) -> None:
