@@ -105,8 +105,9 @@ class Daemon:
         self.waker.wake()
 
     def _on_event(self, name: str) -> None:
-        if self.queue.put(("inbox", name)):
-            self.waker.wake()
+        # The queue wakes a free worker itself. Waking the main loop too would run its round
+        # (health snapshot, scans due) on every drop, in the millisecond the worker claims.
+        self.queue.put(("inbox", name))
 
     def _on_hint(self) -> None:
         """A writer is busy with a temp name: scan the inbox soon, a few times."""
