@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from collections.abc import Mapping
 from pathlib import Path
@@ -165,3 +166,18 @@ def test_plain_pickle_keys_plain_data_by_exact_content() -> None:
 
     for odd in (OrderedDict(a=1), [Text("x")], {"f": len}, [object()]):
         assert plain_pickle(odd) is None
+
+
+def test_indented_documents_remembered_by_member_are_exact() -> None:
+    """Top-level members are remembered by content: a sign of zero or a type is not lost, and a
+    value JSON cannot hold is refused every time."""
+    for _ in range(2):
+        assert dotnet_json({"a": [0.0, 1.5], "b": 1}, indent=True) == (
+            '{\n  "a": [\n    0,\n    1.5\n  ],\n  "b": 1\n}'
+        )
+        assert dotnet_json({"a": [-0.0, 1.5], "b": 1}, indent=True) == (
+            '{\n  "a": [\n    -0,\n    1.5\n  ],\n  "b": 1\n}'
+        )
+        assert dotnet_json({"a": [True, 1], "b": 1}, indent=True).count("true") == 1
+        with pytest.raises(ValueError):
+            dotnet_json({"a": [math.nan, 1.0]}, indent=True)

@@ -13,6 +13,8 @@ import io
 import math
 import pickle
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -63,7 +65,45 @@ def dotnet_json(value: Any, *, indent: bool = False) -> str:
     Mappings keep their insertion order (callers sort when the format demands it); integral
     doubles are written without a fraction (``5.0`` -> ``5``), others in shortest round-trip form.
     """
+    if indent and type(value) is dict and value:
+        # At the top level each member's text depends on that member alone (see _top_member).
+        return "{\n" + ",\n".join([_top_member(k, v) for k, v in value.items()]) + "\n}"
     return _encode(value, 0 if indent else None)
+
+
+_MEMBER_MEMO_ENTRIES = 1024
+_MEMBER_MEMO_BYTES = 8 * 1024 * 1024
+_members: OrderedDict[bytes, str] = OrderedDict()
+_members_size = 0
+_members_guard = threading.Lock()
+
+
+def _top_member(key: Any, value: Any) -> str:
+    """One member of an indented document's top-level object, remembered under its plain-data
+    pickle (equal bytes, equal content): a run's series index, class list and copied bundle
+    manifest are the previous run's, only ids, hashes and times are new."""
+    global _members_size
+    kind = type(value)
+    if (kind is not dict and kind is not list) or len(value) < 2:
+        return _member(key, 1) + _encode(value, 1)  # cheaper than its key
+    memo_key = plain_pickle((key, value))
+    if memo_key is not None:
+        with _members_guard:
+            found = _members.get(memo_key)
+            if found is not None:
+                _members.move_to_end(memo_key)
+                return found
+    text = _member(key, 1) + _encode(value, 1)
+    cost = len(memo_key) + len(text) if memo_key is not None else 0
+    if memo_key is not None and cost <= _MEMBER_MEMO_BYTES:
+        with _members_guard:
+            if memo_key not in _members:
+                _members[memo_key] = text
+                _members_size += cost
+                while len(_members) > _MEMBER_MEMO_ENTRIES or _members_size > _MEMBER_MEMO_BYTES:
+                    old_key, old_text = _members.popitem(last=False)
+                    _members_size -= len(old_key) + len(old_text)
+    return text
 
 
 def _encode(value: Any, level: int | None) -> str:

@@ -214,7 +214,8 @@ def _entry(key: Any, value: Any) -> str:
     repeats the previous run's nodes, outputs and topology, and only its provenance is new.
     """
     global _entries_size
-    memo_key = plain_pickle((key, value))
+    kind = type(value)
+    memo_key = plain_pickle((key, value)) if kind is dict or kind is list else None
     if memo_key is not None:
         with _entries_guard:
             found = _entries.get(memo_key)
