@@ -278,6 +278,31 @@ def test_a_request_costs_one_sync_to_start_one_per_progress_status_and_two_to_en
     assert (spool.done / "a.json").exists()
 
 
+def test_the_end_batch_makes_the_processors_published_renames_durable(
+    spool: Spool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The orchestrator leaves its last publishing rename to the daemon (flush=False): the end
+    batch's data sync covers the roots — free with syncfs on one filesystem, one fsync per root
+    where syncfs is no flush (FUSE) — before the result is shown."""
+    roots = (tmp_path / "runs", tmp_path / "telemetry")
+    for root in roots:
+        root.mkdir()
+    counter = _SyncCounter(monkeypatch)
+    handler = RequestHandler(spool, Recorder(spool), Limits(4096, 3), roots=roots)
+    assert handler.handle(_claimed(spool, "a.json", REQUEST)) == "succeeded"
+    assert [call.split(" ")[0] for call in counter.calls] == ["syncfs", "fsync", "syncfs", "syncfs"]
+    from flowdrop.core.fs import storage
+
+    monkeypatch.setattr(storage, "filesystem_type", lambda _path: "fuse.lazyfs")
+    counter.calls.clear()
+    body = {**REQUEST, "requestId": "r2"}
+    assert handler.handle(_claimed(spool, "b.json", body)) == "succeeded"
+    end = counter.calls[counter.calls.index("fsync runs") - 3 :]
+    assert [call.split(" ")[1].split(".")[1] for call in end[:3]] == ["tmp-r2", "tmp-r2", "tmp-r2"]
+    assert end[3:5] == ["fsync runs", "fsync telemetry"]  # before any rename is synced
+    assert end[5:] == ["fsync outbox", "fsync ledger"]
+
+
 def test_a_rejection_is_one_batch_with_its_quarantine_move(
     spool: Spool, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -60,7 +60,9 @@ def _in_process(tmp_path: Path) -> tuple[Spool, RequestHandler]:
         root.mkdir(parents=True)
     spool = Spool(settings.spool, "me")
     spool.ensure()
-    return spool, RequestHandler(spool, default_processor(settings), Limits(4096, 3))
+    roots = (settings.runs_root, settings.telemetry_root)
+    handler = RequestHandler(spool, default_processor(settings), Limits(4096, 3), roots=roots)
+    return spool, handler
 
 
 def test_fsync_eio_never_trusted_in_process(

@@ -75,7 +75,13 @@ def make_handler(
     )
     limits = Limits(settings.max_request_bytes, settings.max_attempts)
     return RequestHandler(
-        spool, processor, limits, scrub=scrub, stats=stats, should_stop=should_stop
+        spool,
+        processor,
+        limits,
+        scrub=scrub,
+        stats=stats,
+        should_stop=should_stop,
+        roots=(settings.runs_root, settings.telemetry_root),
     )
 
 
@@ -97,6 +103,7 @@ class RequestHandler:
         scrub: Scrubber | None = None,
         stats: Stats | None = None,
         should_stop: Callable[[], bool] = lambda: False,
+        roots: tuple[Path, ...] = (),
     ) -> None:
         self.spool = spool
         self.processor = processor
@@ -104,7 +111,7 @@ class RequestHandler:
         self.scrub = scrub
         self.outbox = Outbox(spool, scrub)
         self.ledger = Ledger(spool)
-        self.record = RequestRecord(spool, self.outbox, self.ledger, scrub)
+        self.record = RequestRecord(spool, self.outbox, self.ledger, scrub, roots)
         self.stats = stats or Stats()
         self.should_stop = should_stop
         self.running: dict[str, str] = {}  # requestId -> file name, while the processor runs

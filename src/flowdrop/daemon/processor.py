@@ -65,6 +65,10 @@ def default_processor(settings: Settings) -> Processor:
     )
 
     def run(request: RunRequest, request_id: str, progress: ProgressCallback) -> RunResult:
-        return orchestrator.orchestrate(request, roots, request_id=request_id, progress=progress)
+        # flush=False: the end batch syncs the roots with the result (RequestRecord.end), so a
+        # published run's rename costs no fsync of its own.
+        return orchestrator.orchestrate(
+            request, roots, request_id=request_id, progress=progress, flush=False
+        )
 
     return run

@@ -9,7 +9,9 @@ Three batches, each one data sync (docs/architecture.md, "Durability"):
   synced: the daemon hands the request to a worker there, so the sync overlaps the work, and a
   full disk still stops the request before it runs;
 - **end** (:meth:`RequestRecord.end`), durable: the result (failpoint ``after_result`` after its
-  rename), the terminal status, the ledger's terminal state;
+  rename), the terminal status, the ledger's terminal state; its data sync also makes durable
+  the renames that published the runs and bundles the result names (the processor leaves them
+  to it: ``orchestrate(flush=False)``), for free where the roots share the spool's filesystem;
 - **rejection** (:meth:`RequestRecord.reject`), durable: status, result, ledger and the move into
   quarantine with its reason, for a file that never runs.
 """
@@ -30,12 +32,18 @@ class RequestRecord:
     """The batches of one spool's requests; called under the request's lock."""
 
     def __init__(
-        self, spool: Spool, outbox: Outbox, ledger: Ledger, scrub: Scrubber | None
+        self,
+        spool: Spool,
+        outbox: Outbox,
+        ledger: Ledger,
+        scrub: Scrubber | None,
+        roots: tuple[Path, ...] = (),
     ) -> None:
         self.spool = spool
         self.outbox = outbox
         self.ledger = ledger
         self.scrub = scrub
+        self.roots = roots  # where the processor publishes: their renames sync with the end
 
     def _entry(self, request_id: str, digest: str, state: str, attempts: int, name: str) -> Entry:
         return Entry(request_id, digest, state, attempts, name, self.spool.instance, "")
@@ -96,6 +104,8 @@ class RequestRecord:
                 batch,
                 self._entry(request_id, entry.sha256, state.value, entry.attempts, entry.file_name),
             )
+            for root in self.roots:  # the runs and bundles the result names (flush=False)
+                batch.sync_renames_in(root)
             batch.commit()
 
     def reject(self, path: Path, request_id: str, error: FlowdropError) -> None:

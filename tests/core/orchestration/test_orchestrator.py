@@ -737,3 +737,14 @@ class TestDurability:
         assert (roots.telemetry / "mini-bundle" / "bundle.json").is_file()
         # The source run's rename was committed by the bundle's syncfs; the bundle's by this.
         assert calls[-1] == f"fsync {roots.telemetry}"
+
+    def test_without_flush_the_last_renames_are_left_to_the_caller(
+        self, roots: Roots, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """flush=False (the daemon, whose end batch syncs the roots with the result): the three
+        trees' syncfs only, no parent fsync of its own."""
+        calls = self._count(monkeypatch)
+        request = _request()
+        result = orchestrate(request, roots, request_id="req-1", clock=lambda: FIXED, flush=False)
+        assert result.capture.status is CaptureStatus.GENERATED
+        assert [call.split(" ", 1)[0] for call in calls] == ["syncfs", "syncfs", "syncfs"]

@@ -69,6 +69,7 @@ class WriteBatch:
         self._writes: list[_Write] = []
         self._moves: list[_Move] = []
         self._vouched: list[Path] = []
+        self._renamed_in: list[Path] = []
         self._temps: list[Path] | None = None  # once staged: the temporaries, in write order
 
     def write(
@@ -94,6 +95,14 @@ class WriteBatch:
         A path that is gone or not a regular file by then is skipped.
         """
         self._vouched.append(path)
+
+    def sync_renames_in(self, directory: Path) -> None:
+        """Make renames someone else made in ``directory`` durable with the batch's data.
+
+        Free where ``directory`` shares a filesystem that ``syncfs`` flushes with the batch; else
+        one ``fsync`` of it. A directory that is gone by then is skipped.
+        """
+        self._renamed_in.append(directory)
 
     def stage(self) -> None:
         """Step 1 alone: every file under its temporary name (``storage_error`` if not).
@@ -132,7 +141,7 @@ class WriteBatch:
         first = self._writes[0].path if self._writes else Path("batch")
         current = first
         try:
-            sync_paths([*temps, *self._regular(self._vouched)])
+            sync_paths([*temps, *self._regular(self._vouched), *_existing(self._renamed_in)])
             for item, temp in zip(self._writes, list(temps), strict=True):
                 current = item.path
                 if item.before_rename:
@@ -175,3 +184,7 @@ def _remove(paths: list[Path]) -> None:
     for path in paths:
         with contextlib.suppress(OSError):
             path.unlink()
+
+
+def _existing(directories: list[Path]) -> list[Path]:
+    return [path for path in directories if os.path.isdir(path)]

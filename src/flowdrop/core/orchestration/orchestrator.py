@@ -48,10 +48,13 @@ def orchestrate(
     request_id: str,
     progress: ProgressCallback | None = None,
     clock: Callable[[], datetime] = _utc_now,
+    flush: bool = True,
 ) -> RunResult:
     """Run one request; a :class:`FlowdropError` or an I/O error becomes a failed result.
 
     Only bugs propagate (the daemon turns them into ``internal_error`` with the same helper).
+    ``flush=False`` leaves the last publishing renames (a parent directory's fsync) to a caller
+    that syncs the roots' filesystems before it shows the answer, as the daemon's end batch does.
     """
     started = time.perf_counter()
     ctx = new_context(request, request_id, progress or (lambda _p, _m: None))
@@ -65,9 +68,10 @@ def orchestrate(
         simulation = req.mode is Mode.SIMULATION
         result = run_simulation(req, ctx) if simulation else run_telemetry(req, ctx)
         result = name_report(req, result)
-        req.store.pending.flush()  # what the result names is durable before it is answered
+        if flush:
+            req.store.pending.flush()  # what the result names is durable before it is answered
     except (FlowdropError, OSError) as exc:
-        if req is not None:  # a bundle published before a failed replay stays durable too
+        if req is not None and flush:  # a bundle published before a failed replay: durable too
             with contextlib.suppress(OSError):
                 req.store.pending.flush()
         return error_result(request_id, exc)
