@@ -39,7 +39,7 @@ def _opened(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 
 def _values(bundle: Path, manifest: BundleManifest, name: str = "A_arrivals.csv") -> list[float]:
-    return bundlefiles.read_values(bundle / name, manifest.facts[name], manifest.bins).tolist()
+    return bundlefiles.read_values(manifest.facts[name], manifest.bins).tolist()
 
 
 def test_an_unchanged_file_is_read_once_for_values_and_bytes(
@@ -49,7 +49,7 @@ def test_an_unchanged_file_is_read_once_for_values_and_bytes(
     for _ in range(3):
         manifest = validate_bundle(bundle, "key")
         assert _values(bundle, manifest) == [1.0, 2.0, 3.0]
-        data = bundlefiles.read_bytes(bundle / "A_arrivals.csv", manifest.facts["A_arrivals.csv"])
+        data = bundlefiles.read_bytes(manifest.facts["A_arrivals.csv"])
         assert data == (bundle / "A_arrivals.csv").read_bytes()
     assert opened == ["A_arrivals.csv"]
 
@@ -58,9 +58,9 @@ def test_values_are_shared_read_only(tmp_path: Path) -> None:
     bundle = make_bundle(tmp_path)
     manifest = validate_bundle(bundle, "key")
     known = manifest.facts["A_arrivals.csv"]
-    values = bundlefiles.read_values(bundle / "A_arrivals.csv", known, 3)
+    values = bundlefiles.read_values(known, 3)
     assert not values.flags.writeable
-    assert bundlefiles.read_values(bundle / "A_arrivals.csv", known, 3) is values
+    assert bundlefiles.read_values(known, 3) is values
 
 
 def test_a_rewritten_bundle_is_read_again(tmp_path: Path, opened: list[str]) -> None:
@@ -85,7 +85,7 @@ def test_a_file_changed_after_its_check_is_not_remembered(
     # Another size: timestamps alone may not move within one clock tick.
     (bundle / "A_arrivals.csv").write_bytes(_csv(["17", "8", "9"]))
     for _ in range(2):
-        assert bundlefiles.read_bytes(bundle / "A_arrivals.csv", known) == _csv(["17", "8", "9"])
+        assert bundlefiles.read_bytes(known) == _csv(["17", "8", "9"])
     assert opened == ["A_arrivals.csv", "A_arrivals.csv"]
 
 
@@ -95,13 +95,13 @@ def test_read_errors_are_the_run_readers(tmp_path: Path) -> None:
     known = validate_bundle(bundle, "key").facts["A_arrivals.csv"]
     (bundle / "A_arrivals.csv").unlink()
     with pytest.raises(FlowdropError) as caught:
-        bundlefiles.read_values(bundle / "A_arrivals.csv", known, 3)
+        bundlefiles.read_values(known, 3)
     assert caught.value.code is ErrorCode.STORAGE_ERROR
     assert caught.value.message == (
         "Run file 'A_arrivals.csv' could not be read: FileNotFoundError."
     )
     with pytest.raises(FileNotFoundError):
-        bundlefiles.read_bytes(bundle / "A_arrivals.csv", known)
+        bundlefiles.read_bytes(known)
 
 
 @pytest.mark.parametrize(("entries", "size"), [(2, 10**6), (10, 2 * len(_csv(["1", "2", "3"])))])
@@ -119,5 +119,5 @@ def test_the_memo_is_bounded_by_entries_and_bytes(
     bundle = make_bundle(tmp_path, {n: _csv(["1", "2", "3"]) for n in names})
     manifest = validate_bundle(bundle, "key")
     for name in [*names, "b.csv", "c.csv", "a.csv"]:
-        bundlefiles.read_bytes(bundle / name, manifest.facts[name])
+        bundlefiles.read_bytes(manifest.facts[name])
     assert opened == [*names, "a.csv"]

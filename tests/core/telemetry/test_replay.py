@@ -39,7 +39,6 @@ def _loop(template_path: Path, tmp_path: Path) -> tuple[engine.RunData, engine.R
         model,
         template,
         {},
-        bundle_dir,
         manifest,
         replay_dir,
         run_id="replay",

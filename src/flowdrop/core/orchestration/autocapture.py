@@ -97,7 +97,6 @@ def _replay(req: ValidatedRequest, key: str, bundle_dir: Path, *, stale: bool) -
             req.model.copy(),
             req.template,
             req.replay_parameters,
-            bundle_dir,
             manifest,
             out_dir,
             run_id=run_id,

@@ -94,7 +94,6 @@ def run_parity(
         model.copy(),  # generated models may be shared with a cache: replay modifies its own
         template,
         parameters,
-        bundle_dir,
         manifest,
         replay_dir,
         run_id=f"parity_{template.id}",

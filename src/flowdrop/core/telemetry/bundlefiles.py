@@ -15,7 +15,6 @@ import os
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
-from pathlib import Path
 
 from flowdrop.core.engine.runreader import series_from_bytes, unreadable
 from flowdrop.core.numerics import FloatArray
@@ -36,34 +35,37 @@ _size = 0
 _guard = threading.Lock()
 
 
-def read_bytes(path: Path, known: Fact) -> bytes:
-    """The bytes of ``path``, verified as ``known`` (raises ``OSError`` as reading does)."""
-    return _contents(path, known).data
+def read_bytes(known: Fact) -> bytes:
+    """The bytes of the file ``known`` was verified for (its first item is the file's path);
+    raises ``OSError`` as reading does."""
+    return _contents(known).data
 
 
-def read_values(path: Path, known: Fact, points: int) -> FloatArray:
-    """The values of the series CSV ``path`` (verified as ``known``): a shared read-only array.
+def read_values(known: Fact, points: int) -> FloatArray:
+    """The values of the series CSV ``known`` was verified for: a shared read-only array.
 
     Errors are :func:`flowdrop.core.engine.runreader.read_series_csv`'s.
     """
+    name = os.path.basename(known[0])
     try:
-        contents = _contents(path, known)
+        contents = _contents(known)
     except OSError as exc:
-        raise unreadable(path.name, exc) from None
+        raise unreadable(name, exc) from None
     if contents.values is None:
-        values = series_from_bytes(contents.data, path.name, points)
+        values = series_from_bytes(contents.data, name, points)
         values.flags.writeable = False
         contents.values = values  # the same for every reader: parsed from the same bytes
     return contents.values
 
 
-def _contents(path: Path, known: Fact) -> _Contents:
+def _contents(known: Fact) -> _Contents:
     with _guard:
         found = _memo.get(known)
         if found is not None:
             _memo.move_to_end(known)
             return found
-    with open(path, "rb") as handle:
+    # The path the fact was taken on (not rebuilt by the caller: a hit needs no path at all).
+    with open(known[0], "rb") as handle:
         data = handle.read()
         after = os.fstat(handle.fileno())
     contents = _Contents(data)

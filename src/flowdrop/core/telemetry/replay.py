@@ -78,8 +78,9 @@ class _Targets:
         return by_alias.get(file_name.lower())
 
 
-def plan_replay(model: engine.Model, bundle_dir: Path, manifest: BundleManifest) -> ReplayPlan:
-    """Read every manifest file and decide which node it overrides."""
+def plan_replay(model: engine.Model, manifest: BundleManifest) -> ReplayPlan:
+    """Read every manifest file (where it was validated: ``manifest.facts``) and decide which
+    node it overrides."""
     plan = ReplayPlan()
     node_ids = set(model.node_ids)
     targets = _Targets(model)
@@ -89,7 +90,7 @@ def plan_replay(model: engine.Model, bundle_dir: Path, manifest: BundleManifest)
             continue
         # validate_bundle checked the header and that there is one row per bin.
         known = manifest.facts[entry.path]
-        values = bundlefiles.read_values(bundle_dir / entry.path, known, manifest.bins).tolist()
+        values = bundlefiles.read_values(known, manifest.bins).tolist()
         if entry.class_id in ("", DEFAULT_CLASS):
             plan.totals[series] = values
         else:
@@ -151,7 +152,6 @@ def replay_bundle(
     model: engine.Model,
     template: engine.Template,
     parameters: Mapping[str, Any],
-    bundle_dir: Path,
     manifest: BundleManifest,
     out_dir: Path,
     *,
@@ -161,8 +161,9 @@ def replay_bundle(
     now: datetime,
 ) -> tuple[engine.RunInfo, list[CaptureWarning]]:
     """Write the telemetry-mode run of ``model`` (generated in telemetry mode from ``template``)
-    fed by ``bundle_dir`` into ``out_dir``; ``model`` is modified."""
-    plan = plan_replay(model, bundle_dir, manifest)
+    fed by the bundle ``manifest`` validated (its files are read where validation checked them)
+    into ``out_dir``; ``model`` is modified."""
+    plan = plan_replay(model, manifest)
     seeded = apply_plan(model, plan)
     evaluation, run_warnings = evaluated(model, class_seeds=seeded)
     rendered = engine.render_run(
@@ -178,7 +179,7 @@ def replay_bundle(
         now=now,
         warnings=run_warnings,
     )
-    _add_bundle(rendered, bundle_dir, manifest, plan.warnings)
+    _add_bundle(rendered, manifest, plan.warnings)
     try:
         info = engine.write_files(out_dir, rendered)
     except OSError as exc:
@@ -189,7 +190,6 @@ def replay_bundle(
 
 def _add_bundle(
     rendered: engine.RenderedRun,
-    bundle_dir: Path,
     manifest: BundleManifest,
     warnings: list[CaptureWarning],
 ) -> None:
@@ -197,7 +197,7 @@ def _add_bundle(
     the merged manifest takes the place of the run's own, so it is written once."""
     try:
         for name in dict.fromkeys(f.path for f in manifest.files):
-            data = bundlefiles.read_bytes(bundle_dir / name, manifest.facts[name])
+            data = bundlefiles.read_bytes(manifest.facts[name])
             rendered.files[f"model/telemetry/{name}"] = data
     except OSError as exc:
         msg = f"Could not copy the bundle into the run: {exc.strerror or exc}."
