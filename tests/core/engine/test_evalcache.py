@@ -104,3 +104,20 @@ def test_the_memo_is_bounded(evaluations: list[Model], monkeypatch: pytest.Monke
     for value in (1.0, 2.0, 3.0, 2.0, 3.0, 1.0):
         evalcache.evaluated(_model([value]))
     assert [m.document["nodes"][0]["values"][0] for m in evaluations] == [1.0, 2.0, 3.0, 1.0]
+
+
+def test_the_memo_is_bounded_by_bytes(
+    evaluations: list[Model], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An evaluation over a quarter of the budget is not kept (nor made read-only); the budget
+    evicts the least recently used."""
+    monkeypatch.setattr(evalcache, "MAX_BYTES", 4 * 1024)
+    big = [1.0] * 200  # 3 arrays of 200 floats: 4800 bytes of arrays alone
+    for _ in range(2):
+        evaluation = evalcache.evaluated(_model(big))[0]
+    assert len(evaluations) == 2 and evaluation.series["b"].flags.writeable
+    monkeypatch.setattr(evalcache, "MAX_BYTES", 5000)
+    small = [[float(v)] * 20 for v in range(12)]  # ~1.2 KB each (key and arrays): 4 fit
+    for values in [*small, small[0]]:
+        evalcache.evaluated(_model(values))
+    assert len(evaluations) == 2 + 12 + 1

@@ -9,7 +9,8 @@ document or the seeds, is a new key. Nothing is invalidated, nothing is trusted;
 holding anything but plain data is evaluated every time.
 
 An entry's arrays are made read-only, as the compiled literals already are: readers share them,
-and a write would raise instead of changing another request's run. Bounded; per process.
+and a write would raise instead of changing another request's run. Bounded by entries and by bytes
+(keys and arrays); per process.
 """
 
 from __future__ import annotations
@@ -29,9 +30,11 @@ from flowdrop.core.numerics import FloatArray
 from flowdrop.core.templating.model import Model
 
 MAX_ENTRIES = 32
+MAX_BYTES = 64 * 1024 * 1024  # keys and arrays of all entries; one over a quarter is not kept
 MAX_KEY_BYTES = 4 * 1024 * 1024  # larger models are evaluated every time
 
-_memo: OrderedDict[bytes, tuple[Evaluation, list[Warning]]] = OrderedDict()
+_memo: OrderedDict[bytes, tuple[Evaluation, list[Warning], int]] = OrderedDict()
+_size = 0
 _guard = threading.Lock()
 
 
@@ -52,12 +55,25 @@ def evaluated(
     evaluation = evaluate(model, class_seeds=class_seeds)
     warnings = run_warnings(evaluation)
     if key is not None:
-        _freeze(evaluation)
-        with _guard:
-            _memo[key] = (evaluation, copy.deepcopy(warnings))
-            while len(_memo) > MAX_ENTRIES:
-                _memo.popitem(last=False)
+        _remember(key, evaluation, warnings)
     return evaluation, warnings
+
+
+def _remember(key: bytes, evaluation: Evaluation, warnings: list[Warning]) -> None:
+    global _size
+    arrays = _arrays(evaluation)
+    cost = len(key) + sum(a.nbytes for a in arrays)
+    if cost > MAX_BYTES // 4:
+        return
+    for array in arrays:
+        array.flags.writeable = False
+    with _guard:
+        if key in _memo:
+            return
+        _memo[key] = (evaluation, copy.deepcopy(warnings), cost)
+        _size += cost
+        while len(_memo) > MAX_ENTRIES or _size > MAX_BYTES:
+            _size -= _memo.popitem(last=False)[1][2]
 
 
 def _key(model: Model, seeds: Mapping[str, Mapping[str, FloatArray]] | None) -> bytes | None:
@@ -73,7 +89,8 @@ def _key(model: Model, seeds: Mapping[str, Mapping[str, FloatArray]] | None) -> 
     return key if key is not None and len(key) <= MAX_KEY_BYTES else None
 
 
-def _freeze(evaluation: Evaluation) -> None:
+def _arrays(evaluation: Evaluation) -> list[FloatArray]:
+    """Every array an evaluation holds (series, classes, edges, the graph's constants)."""
     arrays: list[FloatArray] = [*evaluation.series.values(), *evaluation.edges.values()]
     for nested in (evaluation.classes, evaluation.edge_classes):
         for per_class in nested.values():
@@ -81,12 +98,12 @@ def _freeze(evaluation: Evaluation) -> None:
     arrays.extend(edge.values for edge in evaluation.edge_list)
     if evaluation.graph is not None:
         arrays.extend(n.values for n in evaluation.graph.nodes.values() if n.values is not None)
-    for array in arrays:
-        if isinstance(array, np.ndarray):
-            array.flags.writeable = False
+    return [a for a in arrays if isinstance(a, np.ndarray)]
 
 
 def forget_all() -> None:
     """Evaluate everything again (tests)."""
+    global _size
     with _guard:
         _memo.clear()
+        _size = 0
