@@ -179,3 +179,36 @@ def test_hint_bursts_stay_cheap(tmp_path: Path) -> None:
     bound = len(QUICK_SCANS) * ((elapsed + max(QUICK_SCANS)) / QUICK_SCAN_GRID + 2)
     assert longest <= bound, (longest, bound)
     assert elapsed < 10, elapsed
+
+
+@pytest.mark.heavy
+def test_a_real_inotify_overflow_triggers_the_rescan(fast_world: World) -> None:
+    """More drops than the kernel queues (fs.inotify.max_queued_events) while the daemon is
+    stopped: the reader gets IN_Q_OVERFLOW, the daemon rescans at once (not at the next
+    reconcile) and every request ends exactly once."""
+    import signal
+
+    world = fast_world
+    world.config(workers=WORKERS, reconcile_interval=3600, health_interval=0.5)
+    daemon = world.start()
+    limit = int(Path("/proc/sys/fs/inotify/max_queued_events").read_text())
+    staging = world.base / "staging"  # same filesystem as the inbox: drops are renames
+    staging.mkdir()
+    count = limit + 500
+    for index in range(count):  # written outside the inbox: one IN_MOVED_TO per drop
+        request_id = f"o{index}"
+        (staging / f"{request_id}.json").write_text(json.dumps(request_body(request_id)))
+    daemon.signal(signal.SIGSTOP)
+    try:
+        for index in range(count):
+            os.rename(staging / f"o{index}.json", world.inbox / f"o{index}.json")
+            world.drops.append(Drop(f"o{index}.json", f"o{index}", "done", "succeeded"))
+    finally:
+        daemon.signal(signal.SIGCONT)
+    staging.rmdir()
+    world.wait_settled(timeout=300)
+    assert daemon.events("inotify_overflow"), "the kernel queue never overflowed"
+    assert daemon.stop() == 0
+    report = world.check()
+    assert report.states == {"succeeded": count}
+    assert sum(report.executions.values()) == count
