@@ -80,6 +80,29 @@ def test_different_keys_do_not_block(tmp_path: Path) -> None:
         pass
 
 
+def test_on_wait_is_called_once_only_when_another_holder_makes_us_wait(tmp_path: Path) -> None:
+    """A free lock calls nothing; a held one calls ``on_wait`` once, then waits it out."""
+    calls: list[str] = []
+    with capture_lock(tmp_path, "k", on_wait=lambda: calls.append("free")):
+        pass
+    assert calls == []
+    held, release = threading.Event(), threading.Event()
+
+    def holder() -> None:
+        with capture_lock(tmp_path, "k"):
+            held.set()
+            release.wait(5)
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    held.wait(5)
+    threading.Timer(0.2, release.set).start()
+    with capture_lock(tmp_path, "k", on_wait=lambda: calls.append("waited")) as waited:
+        assert waited > 0
+    thread.join()
+    assert calls == ["waited"]
+
+
 def test_timeout_is_storage_error(tmp_path: Path) -> None:
     """Waiting longer than the timeout gives ``storage_error``; the holder is unaffected."""
     held = threading.Event()

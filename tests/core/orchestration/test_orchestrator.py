@@ -590,12 +590,12 @@ class TestSimulationMode:
 
 class TestObservability:
     def test_progress_messages_in_order(self, roots: Roots) -> None:
-        """The status file gets validating, capturing, simulating, capturing, replaying."""
+        """The status file gets validating, simulating, capturing, replaying (no capturing
+        before the source run's simulation while the capture lock is free)."""
         seen: list[tuple[Phase, str]] = []
         orchestrate(_request(), roots, request_id="p", progress=lambda p, m: seen.append((p, m)))
         assert seen == [
             (Phase.VALIDATING, "Validating request…"),
-            (Phase.CAPTURING, "Generating telemetry bundle…"),
             (Phase.SIMULATING, "Simulating template for the telemetry bundle…"),
             (Phase.CAPTURING, "Generating telemetry bundle…"),
             (Phase.REPLAYING, "Replaying telemetry…"),
