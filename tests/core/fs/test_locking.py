@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -80,36 +82,13 @@ def test_different_keys_do_not_block(tmp_path: Path) -> None:
         pass
 
 
-def test_on_wait_is_called_once_only_when_another_holder_makes_us_wait(tmp_path: Path) -> None:
-    """A free lock calls nothing; a held one calls ``on_wait`` once, then waits it out."""
-    calls: list[str] = []
-    with capture_lock(tmp_path, "k", on_wait=lambda: calls.append("free")):
-        pass
-    assert calls == []
+@contextlib.contextmanager
+def _held_by_a_thread(root: Path, key: str) -> Iterator[threading.Event]:
+    """``key``'s capture lock held by another thread until the yielded event is set."""
     held, release = threading.Event(), threading.Event()
 
     def holder() -> None:
-        with capture_lock(tmp_path, "k"):
-            held.set()
-            release.wait(5)
-
-    thread = threading.Thread(target=holder)
-    thread.start()
-    held.wait(5)
-    threading.Timer(0.2, release.set).start()
-    with capture_lock(tmp_path, "k", on_wait=lambda: calls.append("waited")) as waited:
-        assert waited > 0
-    thread.join()
-    assert calls == ["waited"]
-
-
-def test_timeout_is_storage_error(tmp_path: Path) -> None:
-    """Waiting longer than the timeout gives ``storage_error``; the holder is unaffected."""
-    held = threading.Event()
-    release = threading.Event()
-
-    def holder() -> None:
-        with capture_lock(tmp_path, "k"):
+        with capture_lock(root, key):
             held.set()
             release.wait(5)
 
@@ -117,13 +96,32 @@ def test_timeout_is_storage_error(tmp_path: Path) -> None:
     thread.start()
     held.wait(5)
     try:
+        yield release
+    finally:
+        release.set()
+        thread.join()
+
+
+def test_on_wait_is_called_once_only_when_another_holder_makes_us_wait(tmp_path: Path) -> None:
+    """A free lock calls nothing; a held one calls ``on_wait`` once, then waits it out."""
+    calls: list[str] = []
+    with capture_lock(tmp_path, "k", on_wait=lambda: calls.append("free")):
+        pass
+    assert calls == []
+    with _held_by_a_thread(tmp_path, "k") as release:
+        threading.Timer(0.2, release.set).start()
+        with capture_lock(tmp_path, "k", on_wait=lambda: calls.append("waited")) as waited:
+            assert waited > 0
+    assert calls == ["waited"]
+
+
+def test_timeout_is_storage_error(tmp_path: Path) -> None:
+    """Waiting longer than the timeout gives ``storage_error``; the holder is unaffected."""
+    with _held_by_a_thread(tmp_path, "k"):
         with pytest.raises(FlowdropError) as info, capture_lock(tmp_path, "k", timeout=0.1):
             pass
         assert info.value.code is ErrorCode.STORAGE_ERROR
         assert info.value.message == "Timed out after 0.1 s waiting for the capture lock of 'k'."
-    finally:
-        release.set()
-        thread.join()
 
 
 def test_one_flock_helper_tries_once_waits_or_gives_up(tmp_path: Path) -> None:
