@@ -264,8 +264,13 @@ def main() -> int:
     parser.add_argument(
         "--status-page", action="store_true", help="daemon scenarios with status_page: true"
     )
+    parser.add_argument(
+        "--dir",
+        help="where the spools and roots go (default: the system's temp directory); e.g. a "
+        "filesystem of its own, so that a syncfs waits for nobody else's dirty data",
+    )
     args = parser.parse_args()
-    base = Path(tempfile.mkdtemp(prefix="flowdrop-bench-"))
+    base = Path(tempfile.mkdtemp(prefix="flowdrop-bench-", dir=args.dir))
     loads = [load_average()]
     try:
         floor = floor_scenario(base / "floor", args.n)
