@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import builtins
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +12,7 @@ import pytest
 from flowdrop.core.errors import ErrorCode, FlowdropError
 from flowdrop.core.telemetry import bundledocs
 from flowdrop.core.telemetry.bundledocs import bundle_file, load_json
+from tests.opening import count_opens
 
 
 @pytest.fixture(autouse=True)
@@ -25,14 +25,7 @@ def _fresh() -> Iterator[None]:
 @pytest.fixture(name="opened")
 def _opened(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Names of the files bundledocs opens for parsing."""
-    seen: list[str] = []
-
-    def counting(path: Any, *args: Any, **kwargs: Any) -> Any:
-        seen.append(Path(path).name)
-        return builtins.open(path, *args, **kwargs)
-
-    monkeypatch.setattr(bundledocs, "open", counting, raising=False)
-    return seen
+    return count_opens(monkeypatch, bundledocs)
 
 
 def _load(bundle: Path, name: str = "manifest.json") -> Any:

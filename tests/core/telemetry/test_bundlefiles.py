@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import builtins
 import hashlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -15,6 +13,7 @@ from flowdrop.core.errors import ErrorCode, FlowdropError
 from flowdrop.core.telemetry import bundlefiles, trust
 from flowdrop.core.telemetry.bundle import BundleManifest, validate_bundle
 from tests.core.telemetry.test_bundle import _csv, make_bundle
+from tests.opening import count_opens
 
 
 @pytest.fixture(autouse=True)
@@ -28,14 +27,7 @@ def _fresh() -> Iterator[None]:
 @pytest.fixture(name="opened")
 def _opened(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Names of the files bundlefiles opens."""
-    seen: list[str] = []
-
-    def counting(path: Any, *args: Any, **kwargs: Any) -> Any:
-        seen.append(Path(path).name)
-        return builtins.open(path, *args, **kwargs)
-
-    monkeypatch.setattr(bundlefiles, "open", counting, raising=False)
-    return seen
+    return count_opens(monkeypatch, bundlefiles)
 
 
 def _values(bundle: Path, manifest: BundleManifest, name: str = "A_arrivals.csv") -> list[float]:
