@@ -71,38 +71,53 @@ def dotnet_json(value: Any, *, indent: bool = False) -> str:
     return _encode(value, 0 if indent else None)
 
 
-_MEMBER_MEMO_ENTRIES = 1024
-_MEMBER_MEMO_BYTES = 8 * 1024 * 1024
-_members: OrderedDict[bytes, str] = OrderedDict()
-_members_size = 0
-_members_guard = threading.Lock()
+class TextMemo:
+    """Texts remembered under a bytes key, least recently used out first, bounded both in
+    entries and in bytes (keys and texts counted); safe to share between threads."""
+
+    def __init__(self, entries: int, size: int) -> None:
+        self._entries, self._size = entries, size
+        self._texts: OrderedDict[bytes, str] = OrderedDict()
+        self._used = 0
+        self._guard = threading.Lock()
+
+    def get(self, key: bytes) -> str | None:
+        with self._guard:
+            found = self._texts.get(key)
+            if found is not None:
+                self._texts.move_to_end(key)
+            return found
+
+    def put(self, key: bytes, text: str) -> None:
+        cost = len(key) + len(text)
+        if cost > self._size:
+            return
+        with self._guard:
+            if key in self._texts:
+                return
+            self._texts[key] = text
+            self._used += cost
+            while len(self._texts) > self._entries or self._used > self._size:
+                old_key, old_text = self._texts.popitem(last=False)
+                self._used -= len(old_key) + len(old_text)
+
+
+_members = TextMemo(entries=1024, size=8 * 1024 * 1024)
 
 
 def _top_member(key: Any, value: Any) -> str:
     """One member of an indented document's top-level object, remembered under its plain-data
     pickle (equal bytes, equal content): a run's series index, class list and copied bundle
     manifest are the previous run's, only ids, hashes and times are new."""
-    global _members_size
     kind = type(value)
     if (kind is not dict and kind is not list) or len(value) < 2:
         return _member(key, 1) + _encode(value, 1)  # cheaper than its key
     memo_key = plain_pickle((key, value))
-    if memo_key is not None:
-        with _members_guard:
-            found = _members.get(memo_key)
-            if found is not None:
-                _members.move_to_end(memo_key)
-                return found
+    if memo_key is not None and (found := _members.get(memo_key)) is not None:
+        return found
     text = _member(key, 1) + _encode(value, 1)
-    cost = len(memo_key) + len(text) if memo_key is not None else 0
-    if memo_key is not None and cost <= _MEMBER_MEMO_BYTES:
-        with _members_guard:
-            if memo_key not in _members:
-                _members[memo_key] = text
-                _members_size += cost
-                while len(_members) > _MEMBER_MEMO_ENTRIES or _members_size > _MEMBER_MEMO_BYTES:
-                    old_key, old_text = _members.popitem(last=False)
-                    _members_size -= len(old_key) + len(old_text)
+    if memo_key is not None:
+        _members.put(memo_key, text)
     return text
 
 

@@ -9,14 +9,12 @@ from __future__ import annotations
 import functools
 import json
 import re
-import threading
-from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import yaml
 
-from flowdrop.core.hashing import plain_pickle
+from flowdrop.core.hashing import TextMemo, plain_pickle
 from flowdrop.core.numerics import format_shortest
 
 _PLAIN = re.compile(r"^[A-Za-z_][A-Za-z0-9_.@/:-]*$")
@@ -200,11 +198,7 @@ def dump(document: Mapping[str, Any]) -> str:
     return "".join([_entry(key, value) for key, value in document.items()])
 
 
-_ENTRY_MEMO_ENTRIES = 512
-_ENTRY_MEMO_BYTES = 8 * 1024 * 1024
-_entries: OrderedDict[bytes, str] = OrderedDict()
-_entries_size = 0
-_entries_guard = threading.Lock()
+_entries = TextMemo(entries=512, size=8 * 1024 * 1024)
 
 
 def _entry(key: Any, value: Any) -> str:
@@ -213,25 +207,13 @@ def _entry(key: Any, value: Any) -> str:
     Remembered under the entry's plain-data pickle (equal bytes, equal content): a run's spec
     repeats the previous run's nodes, outputs and topology, and only its provenance is new.
     """
-    global _entries_size
     kind = type(value)
     memo_key = plain_pickle((key, value)) if kind is dict or kind is list else None
-    if memo_key is not None:
-        with _entries_guard:
-            found = _entries.get(memo_key)
-            if found is not None:
-                _entries.move_to_end(memo_key)
-                return found
+    if memo_key is not None and (found := _entries.get(memo_key)) is not None:
+        return found
     lines: list[str] = []
     _emit({key: value}, 0, lines, "")
     text = "\n".join(lines) + "\n"
-    cost = (len(memo_key) + len(text)) if memo_key is not None else 0
-    if memo_key is not None and cost <= _ENTRY_MEMO_BYTES:
-        with _entries_guard:
-            if memo_key not in _entries:
-                _entries[memo_key] = text
-                _entries_size += cost
-                while len(_entries) > _ENTRY_MEMO_ENTRIES or _entries_size > _ENTRY_MEMO_BYTES:
-                    old_key, old_text = _entries.popitem(last=False)
-                    _entries_size -= len(old_key) + len(old_text)
+    if memo_key is not None:
+        _entries.put(memo_key, text)
     return text
