@@ -102,19 +102,6 @@ def _held_by_a_thread(root: Path, key: str) -> Iterator[threading.Event]:
         thread.join()
 
 
-def test_on_wait_is_called_once_only_when_another_holder_makes_us_wait(tmp_path: Path) -> None:
-    """A free lock calls nothing; a held one calls ``on_wait`` once, then waits it out."""
-    calls: list[str] = []
-    with capture_lock(tmp_path, "k", on_wait=lambda: calls.append("free")):
-        pass
-    assert calls == []
-    with _held_by_a_thread(tmp_path, "k") as release:
-        threading.Timer(0.2, release.set).start()
-        with capture_lock(tmp_path, "k", on_wait=lambda: calls.append("waited")) as waited:
-            assert waited > 0
-    assert calls == ["waited"]
-
-
 def test_timeout_is_storage_error(tmp_path: Path) -> None:
     """Waiting longer than the timeout gives ``storage_error``; the holder is unaffected."""
     with _held_by_a_thread(tmp_path, "k"):

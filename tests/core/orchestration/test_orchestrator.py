@@ -590,13 +590,12 @@ class TestSimulationMode:
 
 class TestObservability:
     def test_progress_messages_in_order(self, roots: Roots) -> None:
-        """The status file gets validating, simulating, capturing, replaying (no capturing
-        before the source run's simulation while the capture lock is free)."""
+        """A first capture reports validating, capturing (the source run's simulation is a step
+        of it), replaying: one status write each."""
         seen: list[tuple[Phase, str]] = []
         orchestrate(_request(), roots, request_id="p", progress=lambda p, m: seen.append((p, m)))
         assert seen == [
             (Phase.VALIDATING, "Validating request…"),
-            (Phase.SIMULATING, "Simulating template for the telemetry bundle…"),
             (Phase.CAPTURING, "Generating telemetry bundle…"),
             (Phase.REPLAYING, "Replaying telemetry…"),
         ]

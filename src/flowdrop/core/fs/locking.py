@@ -21,7 +21,7 @@ import fcntl
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 from flowdrop.core.errors import ErrorCode, FlowdropError
@@ -100,42 +100,25 @@ def try_flock(path: Path) -> Iterator[bool]:
 
 @contextlib.contextmanager
 def capture_lock(
-    telemetry_root: Path,
-    capture_key: str,
-    *,
-    timeout: float | None = None,
-    on_wait: Callable[[], None] = lambda: None,
+    telemetry_root: Path, capture_key: str, *, timeout: float | None = None
 ) -> Iterator[float]:
     """Hold the capture lock of ``capture_key``; yields the seconds spent waiting.
 
     ``timeout`` (seconds) bounds the wait; ``None`` waits for as long as the holder works.
-    ``on_wait`` is called once if another holder makes us wait (not when the lock is free).
     A timeout or an I/O error is ``storage_error``.
     """
     path = lock_path(telemetry_root, capture_key)
     started = time.monotonic()
     local = _thread_lock(path)
-    waiting = [False]
-
-    def wait() -> None:
-        if not waiting[0]:
-            waiting[0] = True
-            on_wait()
-
-    if not local.acquire(blocking=False):
-        wait()
-        if not local.acquire(timeout=-1 if timeout is None else timeout):
-            raise _timeout(capture_key, timeout)
+    if not local.acquire(timeout=-1 if timeout is None else timeout):
+        raise _timeout(capture_key, timeout)
     try:
         try:
             path.parent.mkdir(exist_ok=True)
             remaining = (
                 None if timeout is None else max(0.0, timeout - (time.monotonic() - started))
             )
-            fd = acquire_flock(path, timeout=0)
-            if fd is None and remaining != 0:
-                wait()
-                fd = acquire_flock(path, timeout=remaining)
+            fd = acquire_flock(path, timeout=remaining)
         except OSError as exc:
             msg = f"Could not take the capture lock for '{capture_key}': {exc.strerror or exc}."
             raise FlowdropError(
