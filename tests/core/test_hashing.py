@@ -181,18 +181,3 @@ def test_indented_documents_remembered_by_member_are_exact() -> None:
         assert dotnet_json({"a": [True, 1], "b": 1}, indent=True).count("true") == 1
         with pytest.raises(ValueError):
             dotnet_json({"a": [math.nan, 1.0]}, indent=True)
-
-
-def test_text_memo_is_bounded_in_entries_and_bytes_least_recent_out_first() -> None:
-    from flowdrop.core.hashing import TextMemo
-
-    memo = TextMemo(entries=2, size=20)
-    memo.put(b"a", "1111")
-    memo.put(b"b", "2222")
-    assert memo.get(b"a") == "1111"  # now the most recent
-    memo.put(b"c", "3333")  # a third entry: the least recent (b) goes
-    assert (memo.get(b"a"), memo.get(b"b"), memo.get(b"c")) == ("1111", None, "3333")
-    memo.put(b"d", "x" * 15)  # 16 bytes with its key: with c's 5 over 20, so c goes too
-    assert (memo.get(b"a"), memo.get(b"c"), memo.get(b"d")) == (None, None, "x" * 15)
-    memo.put(b"e", "y" * 30)  # larger than the whole memo: not kept, nothing evicted
-    assert (memo.get(b"e"), memo.get(b"d")) == (None, "x" * 15)

@@ -13,12 +13,11 @@ import io
 import math
 import pickle
 import re
-import threading
-from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from flowdrop.core.memo import Memo
 from flowdrop.core.numerics import format_shortest
 
 _SHORT_ESCAPES = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\b": "\\b", "\f": "\\f"}
@@ -71,38 +70,7 @@ def dotnet_json(value: Any, *, indent: bool = False) -> str:
     return _encode(value, 0 if indent else None)
 
 
-class TextMemo:
-    """Texts remembered under a bytes key, least recently used out first, bounded both in
-    entries and in bytes (keys and texts counted); safe to share between threads."""
-
-    def __init__(self, entries: int, size: int) -> None:
-        self._entries, self._size = entries, size
-        self._texts: OrderedDict[bytes, str] = OrderedDict()
-        self._used = 0
-        self._guard = threading.Lock()
-
-    def get(self, key: bytes) -> str | None:
-        with self._guard:
-            found = self._texts.get(key)
-            if found is not None:
-                self._texts.move_to_end(key)
-            return found
-
-    def put(self, key: bytes, text: str) -> None:
-        cost = len(key) + len(text)
-        if cost > self._size:
-            return
-        with self._guard:
-            if key in self._texts:
-                return
-            self._texts[key] = text
-            self._used += cost
-            while len(self._texts) > self._entries or self._used > self._size:
-                old_key, old_text = self._texts.popitem(last=False)
-                self._used -= len(old_key) + len(old_text)
-
-
-_members = TextMemo(entries=1024, size=8 * 1024 * 1024)
+_members: Memo[bytes, str] = Memo(entries=1024, size=8 * 1024 * 1024)
 
 
 def _top_member(key: Any, value: Any) -> str:
@@ -117,7 +85,7 @@ def _top_member(key: Any, value: Any) -> str:
         return found
     text = _member(key, 1) + _encode(value, 1)
     if memo_key is not None:
-        _members.put(memo_key, text)
+        _members.put(memo_key, text, len(memo_key) + len(text))
     return text
 
 

@@ -11,6 +11,7 @@ import pytest
 from flowdrop.core.engine import evalcache
 from flowdrop.core.engine.evaluation import evaluate
 from flowdrop.core.engine.runwarnings import run_warnings
+from flowdrop.core.memo import Memo
 from flowdrop.core.templating.model import Model
 from tests.core.engine.test_evaluation import const, expr, make_model, queue
 
@@ -100,7 +101,7 @@ def test_what_cannot_be_keyed_is_evaluated_every_time(evaluations: list[Model]) 
 
 
 def test_the_memo_is_bounded(evaluations: list[Model], monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(evalcache, "MAX_ENTRIES", 2)
+    monkeypatch.setattr(evalcache, "_memo", Memo(2, evalcache.MAX_BYTES))
     for value in (1.0, 2.0, 3.0, 2.0, 3.0, 1.0):
         evalcache.evaluated(_model([value]))
     assert [m.document["nodes"][0]["values"][0] for m in evaluations] == [1.0, 2.0, 3.0, 1.0]
@@ -111,12 +112,14 @@ def test_the_memo_is_bounded_by_bytes(
 ) -> None:
     """An evaluation over a quarter of the budget is not kept (nor made read-only); the budget
     evicts the least recently used."""
-    monkeypatch.setattr(evalcache, "MAX_BYTES", 4 * 1024)
+    monkeypatch.setattr(evalcache, "MAX_BYTES", 4 * 1024)  # the quarter-of-the-budget rule
+    monkeypatch.setattr(evalcache, "_memo", Memo(evalcache.MAX_ENTRIES, 4 * 1024))
     big = [1.0] * 200  # 3 arrays of 200 floats: 4800 bytes of arrays alone
     for _ in range(2):
         evaluation = evalcache.evaluated(_model(big))[0]
     assert len(evaluations) == 2 and evaluation.series["b"].flags.writeable
     monkeypatch.setattr(evalcache, "MAX_BYTES", 5000)
+    monkeypatch.setattr(evalcache, "_memo", Memo(evalcache.MAX_ENTRIES, 5000))
     small = [[float(v)] * 20 for v in range(12)]  # ~1.2 KB each (key and arrays): 4 fit
     for values in [*small, small[0]]:
         evalcache.evaluated(_model(values))

@@ -12,6 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from flowdrop.core.engine import seriesbytes
+from flowdrop.core.memo import Memo
 
 
 @pytest.fixture(autouse=True)
@@ -53,8 +54,7 @@ def test_the_memo_is_bounded_by_entries_and_bytes(
     monkeypatch: pytest.MonkeyPatch, entries: int, size: int
 ) -> None:
     """Two of three arrays fit: the least recently used one is rendered again."""
-    monkeypatch.setattr(seriesbytes, "MAX_ENTRIES", entries)
-    monkeypatch.setattr(seriesbytes, "MAX_BYTES", size)
+    monkeypatch.setattr(seriesbytes, "_memo", Memo(entries, size))
     made: list[float] = []
     real = seriesbytes.csv_bytes
     monkeypatch.setattr(seriesbytes, "csv_bytes", lambda v: (made.append(v[0]), real(v))[1])

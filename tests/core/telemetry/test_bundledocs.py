@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from flowdrop.core.errors import ErrorCode, FlowdropError
+from flowdrop.core.memo import Memo
 from flowdrop.core.telemetry import bundledocs
 from flowdrop.core.telemetry.bundledocs import bundle_file, load_json
 from tests.opening import count_opens
@@ -68,7 +69,7 @@ def test_what_read_text_would_give(tmp_path: Path) -> None:
 def test_the_memo_is_bounded(
     tmp_path: Path, opened: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(bundledocs, "MAX_ENTRIES", 2)
+    monkeypatch.setattr(bundledocs, "_memo", Memo(2))
     for name in ("a.json", "b.json", "c.json"):
         (tmp_path / name).write_text("{}")
     for name in ("a.json", "b.json", "c.json", "b.json", "c.json", "a.json"):

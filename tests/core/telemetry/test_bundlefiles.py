@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from flowdrop.core.errors import ErrorCode, FlowdropError
+from flowdrop.core.memo import Memo
 from flowdrop.core.telemetry import bundlefiles, trust
 from flowdrop.core.telemetry.bundle import BundleManifest, validate_bundle
 from tests.core.telemetry.test_bundle import _csv, make_bundle
@@ -105,8 +106,7 @@ def test_the_memo_is_bounded_by_entries_and_bytes(
     size: int,
 ) -> None:
     """Two of three files fit: the least recently used one is read again."""
-    monkeypatch.setattr(bundlefiles, "MAX_ENTRIES", entries)
-    monkeypatch.setattr(bundlefiles, "MAX_BYTES", size)
+    monkeypatch.setattr(bundlefiles, "_memo", Memo(entries, size))
     names = ["a.csv", "b.csv", "c.csv"]
     bundle = make_bundle(tmp_path, {n: _csv(["1", "2", "3"]) for n in names})
     manifest = validate_bundle(bundle, "key")

@@ -16,8 +16,6 @@ and a write would raise instead of changing another request's run. Bounded by en
 from __future__ import annotations
 
 import copy
-import threading
-from collections import OrderedDict
 from collections.abc import Mapping
 
 import numpy as np
@@ -26,6 +24,7 @@ from flowdrop.core.engine.evaluation import Evaluation, evaluate
 from flowdrop.core.engine.runwarnings import run_warnings
 from flowdrop.core.engine.warningtypes import Warning
 from flowdrop.core.hashing import plain_pickle
+from flowdrop.core.memo import Memo
 from flowdrop.core.numerics import FloatArray
 from flowdrop.core.templating.model import Model
 
@@ -33,9 +32,7 @@ MAX_ENTRIES = 32
 MAX_BYTES = 64 * 1024 * 1024  # keys and arrays of all entries; one over a quarter is not kept
 MAX_KEY_BYTES = 4 * 1024 * 1024  # larger models are evaluated every time
 
-_memo: OrderedDict[bytes, tuple[Evaluation, list[Warning], int]] = OrderedDict()
-_size = 0
-_guard = threading.Lock()
+_memo: Memo[bytes, tuple[Evaluation, list[Warning]]] = Memo(MAX_ENTRIES, MAX_BYTES)
 
 
 def evaluated(
@@ -45,13 +42,9 @@ def evaluated(
     when the same content was evaluated before. The evaluation is shared and read-only; the
     warnings are the caller's own."""
     key = _key(model, class_seeds)
-    if key is not None:
-        with _guard:
-            found = _memo.get(key)
-            if found is not None:
-                _memo.move_to_end(key)
-        if found is not None:
-            return found[0], copy.deepcopy(found[1])
+    found = _memo.get(key) if key is not None else None
+    if found is not None:
+        return found[0], copy.deepcopy(found[1])
     evaluation = evaluate(model, class_seeds=class_seeds)
     warnings = run_warnings(evaluation)
     if key is not None:
@@ -60,20 +53,13 @@ def evaluated(
 
 
 def _remember(key: bytes, evaluation: Evaluation, warnings: list[Warning]) -> None:
-    global _size
     arrays = _arrays(evaluation)
     cost = len(key) + sum(a.nbytes for a in arrays)
     if cost > MAX_BYTES // 4:
         return
     for array in arrays:
         array.flags.writeable = False
-    with _guard:
-        if key in _memo:
-            return
-        _memo[key] = (evaluation, copy.deepcopy(warnings), cost)
-        _size += cost
-        while len(_memo) > MAX_ENTRIES or _size > MAX_BYTES:
-            _size -= _memo.popitem(last=False)[1][2]
+    _memo.put(key, (evaluation, copy.deepcopy(warnings)), cost)
 
 
 def _key(model: Model, seeds: Mapping[str, Mapping[str, FloatArray]] | None) -> bytes | None:
@@ -103,7 +89,4 @@ def _arrays(evaluation: Evaluation) -> list[FloatArray]:
 
 def forget_all() -> None:
     """Evaluate everything again (tests)."""
-    global _size
-    with _guard:
-        _memo.clear()
-        _size = 0
+    _memo.clear()

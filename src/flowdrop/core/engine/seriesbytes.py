@@ -10,21 +10,18 @@ by entries and by bytes, and per process.
 from __future__ import annotations
 
 import functools
-import threading
-from collections import OrderedDict
 
 import numpy as np
 
 from flowdrop.core.hashing import sha256_bytes
+from flowdrop.core.memo import Memo
 from flowdrop.core.numerics import FloatArray, format_shortest
 
 BOM = b"\xef\xbb\xbf"
 MAX_ENTRIES = 4096
 MAX_BYTES = 16 * 1024 * 1024
 
-_memo: OrderedDict[bytes, tuple[bytes, str]] = OrderedDict()
-_size = 0
-_guard = threading.Lock()
+_memo: Memo[bytes, tuple[bytes, str]] = Memo(MAX_ENTRIES, MAX_BYTES)
 
 
 def csv_bytes(values: FloatArray) -> bytes:
@@ -45,29 +42,16 @@ def _rows_template(points: int) -> str:
 
 def rendered(values: FloatArray) -> tuple[bytes, str]:
     """``csv_bytes(values)`` and its ``sha256:`` digest, from the memo when seen before."""
-    global _size
     key = np.ascontiguousarray(values, dtype=np.float64).tobytes()
-    with _guard:
-        found = _memo.get(key)
-        if found is not None:
-            _memo.move_to_end(key)
-            return found
+    found = _memo.get(key)
+    if found is not None:
+        return found
     data = csv_bytes(values)
     made = (data, sha256_bytes(data))
-    cost = len(key) + len(data)
-    with _guard:
-        if key not in _memo and cost <= MAX_BYTES:
-            _memo[key] = made
-            _size += cost
-            while len(_memo) > MAX_ENTRIES or _size > MAX_BYTES:
-                old_key, (old_data, _) = _memo.popitem(last=False)
-                _size -= len(old_key) + len(old_data)
+    _memo.put(key, made, len(key) + len(data))
     return made
 
 
 def forget_all() -> None:
     """Render everything again (tests)."""
-    global _size
-    with _guard:
-        _memo.clear()
-        _size = 0
+    _memo.clear()

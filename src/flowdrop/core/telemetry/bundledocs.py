@@ -14,19 +14,17 @@ from __future__ import annotations
 import json
 import os
 import stat
-import threading
-from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
 from flowdrop.core.fs.sandbox import resolve_inside
+from flowdrop.core.memo import Memo
 
 MAX_ENTRIES = 256
 MAX_BYTES = 1024 * 1024  # larger documents are parsed every time
 
 _Identity = tuple[str, str, int, int, int, int, int]
-_memo: OrderedDict[_Identity, Any] = OrderedDict()
-_guard = threading.Lock()
+_memo: Memo[_Identity, Any] = Memo(MAX_ENTRIES)
 
 
 def bundle_file(
@@ -60,10 +58,9 @@ def load_json(path: Path, info: os.stat_result, encoding: str) -> Any:
     Raises what reading and parsing raise (``OSError``, ``ValueError``); errors are not kept.
     """
     key = (str(path), encoding, *_identity(info))
-    with _guard:
-        if key in _memo:
-            _memo.move_to_end(key)
-            return _memo[key]
+    found = _memo.get(key)
+    if found is not None:
+        return found
     with open(path, "rb") as handle:
         data = handle.read()
         after = os.fstat(handle.fileno())
@@ -74,10 +71,7 @@ def load_json(path: Path, info: os.stat_result, encoding: str) -> Any:
         # A bad document: read_text's own exception (its message is the caller's).
         return json.loads(path.read_text(encoding=encoding))
     if _identity(after) == key[2:] and len(data) <= MAX_BYTES:
-        with _guard:
-            _memo[key] = value
-            while len(_memo) > MAX_ENTRIES:
-                _memo.popitem(last=False)
+        _memo.put(key, value)
     return value
 
 
@@ -87,5 +81,4 @@ def _identity(info: os.stat_result) -> tuple[int, int, int, int, int]:
 
 def forget_all() -> None:
     """Parse everything again (tests)."""
-    with _guard:
-        _memo.clear()
+    _memo.clear()

@@ -12,11 +12,10 @@ Bounded by entries and by bytes; per process. Values are read-only arrays, share
 from __future__ import annotations
 
 import os
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 
 from flowdrop.core.engine.runreader import series_from_bytes, unreadable
+from flowdrop.core.memo import Memo
 from flowdrop.core.numerics import FloatArray
 from flowdrop.core.telemetry.trust import Fact, same_file
 
@@ -30,9 +29,7 @@ class _Contents:
     values: FloatArray | None = None
 
 
-_memo: OrderedDict[Fact, _Contents] = OrderedDict()
-_size = 0
-_guard = threading.Lock()
+_memo: Memo[Fact, _Contents] = Memo(MAX_ENTRIES, MAX_BYTES)
 
 
 def read_bytes(known: Fact) -> bytes:
@@ -59,36 +56,19 @@ def read_values(known: Fact, points: int) -> FloatArray:
 
 
 def _contents(known: Fact) -> _Contents:
-    with _guard:
-        found = _memo.get(known)
-        if found is not None:
-            _memo.move_to_end(known)
-            return found
+    found = _memo.get(known)
+    if found is not None:
+        return found
     # The path the fact was taken on (not rebuilt by the caller: a hit needs no path at all).
     with open(known[0], "rb") as handle:
         data = handle.read()
         after = os.fstat(handle.fileno())
     contents = _Contents(data)
     if same_file(known, after):
-        _remember(known, contents)
+        _memo.put(known, contents, len(data))
     return contents
-
-
-def _remember(known: Fact, contents: _Contents) -> None:
-    global _size
-    with _guard:
-        if known in _memo or len(contents.data) > MAX_BYTES:
-            return
-        _memo[known] = contents
-        _size += len(contents.data)
-        while len(_memo) > MAX_ENTRIES or _size > MAX_BYTES:
-            _, dropped = _memo.popitem(last=False)
-            _size -= len(dropped.data)
 
 
 def forget_all() -> None:
     """Read everything again (tests)."""
-    global _size
-    with _guard:
-        _memo.clear()
-        _size = 0
+    _memo.clear()

@@ -10,15 +10,14 @@ grid it is checked against change. The memo is per process and bounded.
 from __future__ import annotations
 
 import os
-import threading
-from collections import OrderedDict
 from pathlib import Path
+
+from flowdrop.core.memo import Memo
 
 MAX_ENTRIES = 4096
 Fact = tuple[str, int, int, int, int, int, str, int, int]
 
-_verified: OrderedDict[Fact, None] = OrderedDict()
-_guard = threading.Lock()
+_verified: Memo[Fact, bool] = Memo(MAX_ENTRIES)
 
 
 def fact(path: Path, digest: str, points: int, bins: int) -> Fact:
@@ -48,21 +47,13 @@ def same_file(known: Fact, info: os.stat_result) -> bool:
 
 
 def is_verified(known: Fact) -> bool:
-    with _guard:
-        if known in _verified:
-            _verified.move_to_end(known)
-            return True
-    return False
+    return _verified.get(known) is not None
 
 
 def remember(known: Fact) -> None:
-    with _guard:
-        _verified[known] = None
-        while len(_verified) > MAX_ENTRIES:
-            _verified.popitem(last=False)
+    _verified.put(known, True)
 
 
 def forget_all() -> None:
     """Verify everything again (tests)."""
-    with _guard:
-        _verified.clear()
+    _verified.clear()

@@ -14,7 +14,8 @@ from typing import Any
 
 import yaml
 
-from flowdrop.core.hashing import TextMemo, plain_pickle
+from flowdrop.core.hashing import plain_pickle
+from flowdrop.core.memo import Memo
 from flowdrop.core.numerics import format_shortest
 
 _PLAIN = re.compile(r"^[A-Za-z_][A-Za-z0-9_.@/:-]*$")
@@ -198,7 +199,7 @@ def dump(document: Mapping[str, Any]) -> str:
     return "".join([_entry(key, value) for key, value in document.items()])
 
 
-_entries = TextMemo(entries=512, size=8 * 1024 * 1024)
+_entries: Memo[bytes, str] = Memo(entries=512, size=8 * 1024 * 1024)
 
 
 def _entry(key: Any, value: Any) -> str:
@@ -215,5 +216,5 @@ def _entry(key: Any, value: Any) -> str:
     _emit({key: value}, 0, lines, "")
     text = "\n".join(lines) + "\n"
     if memo_key is not None:
-        _entries.put(memo_key, text)
+        _entries.put(memo_key, text, len(memo_key) + len(text))
     return text
