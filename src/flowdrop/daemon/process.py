@@ -3,9 +3,11 @@
 The order of steps follows "make the durable record before you destroy the source", in batches
 of writes (:mod:`flowdrop.daemon.requestrecord`; docs/architecture.md, "Durability"):
 
-1. the request goes to the processor: a worker process starts on it at once;
-2. meanwhile the start batch: ``accepted`` status (a new submission), the ledger entry with the
-   attempt counted, the ``running`` status, and the request file's own bytes synced with them;
+1. the start batch's files are written — ``accepted`` status (a new submission), the ledger
+   entry with the attempt counted, the ``running`` status — and the request goes to the
+   processor: a worker process starts on it at once;
+2. meanwhile the start batch's data (the request file's own bytes with it) is synced and its
+   files renamed into place;
 3. ``running`` statuses from the processor's progress callback (each on its own);
 4. the end batch, durable: the result (failpoints ``result_before_rename`` and ``after_result``
    around its rename), the terminal status, the ledger's terminal state;
@@ -14,7 +16,7 @@ of writes (:mod:`flowdrop.daemon.requestrecord`; docs/architecture.md, "Durabili
 A crash anywhere leaves the file in ``work/``; resuming it first looks for a result already
 written by the crashed attempt (then it only finishes steps 4-5), and otherwise re-runs it until
 ``max_attempts`` attempts have been counted, after which it fails with ``interrupted``. A crash
-between steps 1 and 2 leaves no attempt counted: the window is one batch's commit, shorter than
+between steps 1 and 2 leaves no attempt counted: the window is one batch's sync, shorter than
 any request that could crash the daemon.
 """
 

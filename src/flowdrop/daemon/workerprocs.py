@@ -246,30 +246,27 @@ class InFlight:
     def result(self, progress: ProgressCallback) -> RunResult:
         """Relay progress until the child answers (or dies, or runs past the deadline)."""
         procs, child = self._procs, self._child
-        answered = False
+        given_back = False
         try:
             while True:
                 remaining = self._deadline - time.monotonic()
                 if remaining <= 0:
-                    answered = True  # the child is killed and replaced
                     return procs._timed_out(child, self._request_id, self._timeout)
                 if not child.conn.poll(min(remaining, 0.5)):
                     if not child.process.is_alive():
-                        answered = True
                         raise procs._lost(child, self._request_id)
                     continue
                 try:
                     message = child.conn.recv()
                 except (EOFError, OSError):
-                    answered = True
                     raise procs._lost(child, self._request_id) from None
                 if message[0] == "progress":
                     progress(Phase(message[1]), message[2])
                     continue
-                answered = True
+                given_back = True  # idle again: another thread may borrow it at once
                 return procs._finish(child, message)
         finally:
-            if not answered:  # progress raised: the child is not lent out any more
+            if not given_back:  # killed, lost, or progress raised: not lent out any more
                 with procs._guard:
                     procs._busy.discard(id(child))
 
@@ -285,7 +282,7 @@ class ChildProcessor:
         return self._procs.submit(request, request_id, timeout=self._timeout)
 
     def __call__(self, request: RunRequest, request_id: str, progress: Any) -> RunResult:
-        return self.submit(request, request_id).result(progress)
+        return self._procs.run(request, request_id, progress, timeout=self._timeout)
 
 
 def _stop(child: _Child) -> None:
